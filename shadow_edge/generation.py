@@ -1,0 +1,147 @@
+"""KV-cached decoding for ``ShadowForCausalLM.generate`` in both inference modes.
+
+The prompt is run once (prefill) and each step then feeds only the new token, extending a
+``ShadowCache`` (base + shadow caches in ``"base_shadow"``, shadow only in ``"shadow_only"``).
+This is valid because every ShadowPEFT step is per-position or causal (FORMAT.md).
+Positions are ``cumsum(attention_mask) - 1`` (clipped at 0), so a left-padded batch decodes
+as each row would alone. ``use_cache=False`` recomputes the whole sequence at every step
+(the reference the cached path is tested against).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import torch
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from .cache import ShadowCache
+
+logger = logging.getLogger(__name__)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.LongTensor:
+    """``cumsum(attention_mask) - 1`` clipped at 0: int64 ``[batch, seq]`` positions."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _as_list(token_ids: int | Iterable[int] | None) -> list[int]:
+    if token_ids is None:
+        return []
+    if isinstance(token_ids, int):
+        return [token_ids]
+    return [int(t) for t in token_ids]
+
+
+def build_logits_processors(
+    *,
+    do_sample: bool,
+    temperature: float | None,
+    top_k: int | None,
+    top_p: float | None,
+    repetition_penalty: float | None,
+) -> LogitsProcessorList:
+    """HF logits processors for the sampling settings (warpers only when ``do_sample``)."""
+    processors = LogitsProcessorList()
+    if repetition_penalty is not None and repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(penalty=repetition_penalty))
+    if do_sample:
+        if temperature is not None and temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(temperature))
+        if top_k:
+            processors.append(TopKLogitsWarper(top_k=top_k))
+        if top_p is not None and top_p < 1.0:
+            processors.append(TopPLogitsWarper(top_p=top_p))
+    return processors
+
+
+@torch.no_grad()
+def generate(
+    model,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    max_new_tokens: int = 20,
+    do_sample: bool = False,
+    temperature: float | None = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float | None = None,
+    eos_token_id: int | list[int] | None = None,
+    pad_token_id: int | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.LongTensor:
+    """Decode up to ``max_new_tokens`` tokens after a (left-padded) prompt batch.
+
+    Args:
+        model: a ``ShadowForCausalLM``; its ``inference_mode`` chooses the path and head.
+        input_ids: int64 ``[batch, prompt]``, left-padded for batches of unequal length.
+        attention_mask: ``[batch, prompt]`` (default: all ones).
+        max_new_tokens: new tokens per row at most.
+        do_sample: sample (with ``temperature``/``top_k``/``top_p``) instead of greedy argmax.
+        repetition_penalty: HF's ``RepetitionPenaltyLogitsProcessor`` when not 1.
+        eos_token_id: stop ids (default: the base's generation config). A row that emitted
+            one continues with ``pad_token_id``; decoding stops when every row has.
+        pad_token_id: filler after EOS (default: the generation config's, else the first EOS).
+        use_cache: KV-cached decoding (default) or full recomputation at every step.
+        generator: a ``torch.Generator`` for reproducible sampling.
+
+    Returns:
+        int64 ``[batch, prompt + n]`` with ``n <= max_new_tokens``: the prompt and new tokens.
+    """
+    if input_ids is None or input_ids.dim() != 2:
+        raise ValueError("generate needs input_ids of shape [batch, prompt_length].")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
+    config = model.generation_config
+    eos = _as_list(eos_token_id if eos_token_id is not None else config.eos_token_id)
+    if pad_token_id is None:
+        pad_token_id = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else 0)
+    device = input_ids.device
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long()
+    processors = build_logits_processors(
+        do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+        repetition_penalty=repetition_penalty,
+    )
+    eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
+    sequences = input_ids
+    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=device)
+    cache = None
+    if use_cache:
+        cache = ShadowCache.for_model(model.peft_model, shadow_only=model.inference_mode == "shadow_only")
+    step_ids, step_positions = input_ids, position_ids_from_mask(mask)
+    for _ in range(max_new_tokens):
+        if use_cache:
+            output = model(
+                input_ids=step_ids, attention_mask=mask, position_ids=step_positions,
+                past_key_values=cache, use_cache=True,
+            )
+        else:
+            output = model(
+                input_ids=sequences, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                use_cache=False,
+            )
+        scores = processors(sequences, output.logits[:, -1, :].float())
+        if do_sample:
+            probs = torch.softmax(scores, dim=-1)
+            next_tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+        else:
+            next_tokens = scores.argmax(dim=-1)
+        next_tokens = torch.where(finished, torch.full_like(next_tokens, pad_token_id), next_tokens)
+        sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        if eos:
+            finished |= torch.isin(next_tokens, eos_tensor)
+        if bool(finished.all()):
+            break
+        step_ids = next_tokens[:, None]
+        step_positions = mask.sum(dim=-1, keepdim=True) - 1
+    return sequences

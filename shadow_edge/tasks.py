@@ -1,0 +1,440 @@
+"""Task wrappers: ``ShadowForCausalLM`` and ``ShadowForSequenceClassification``.
+
+Both share ``ShadowTaskModel``: inference modes, the combined loss
+``base_loss + shadow_loss_weight * shadow_loss`` (FORMAT.md step 5), trainable task heads
+(``modules_to_save``), persistence, and the HF ``Trainer`` hooks (adapter-only state dict,
+gradient checkpointing). A subclass only says which heads it has and how it scores.
+
+Modes: ``"base_shadow"`` (default) returns the base's ``logits`` and the shadow head's
+``shadow_logits``; ``"shadow_only"`` runs only the shadow backbone and head (FORMAT.md
+step 6) and returns the shadow logits as both.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
+
+from .cache import ShadowCache
+from .errors import ConfigError
+from .model import ShadowPeftModel, _write_parameter_summary, count_parameters
+from .pooling import pool_last_token
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_MODES = ("base_shadow", "shadow_only")
+#: Default weight of the shadow loss (shadow-peft 0.1.x and FORMAT.md step 5).
+DEFAULT_SHADOW_LOSS_WEIGHT = 0.05
+
+
+# transformers 5.24 renamed the output field `past_key_values` to `cache` (the old name is a
+# deprecated property); use whichever the installed version declares.
+_OUTPUT_CACHE_FIELD = (
+    "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
+)
+
+
+@dataclass
+class ShadowCausalLMOutputWithPast(CausalLMOutputWithPast):
+    """``CausalLMOutputWithPast`` plus ``shadow_logits`` ``[batch, seq, vocab]``."""
+
+    shadow_logits: torch.Tensor | None = None
+
+
+@dataclass
+class ShadowSequenceClassifierOutput(SequenceClassifierOutput):
+    """``SequenceClassifierOutput`` plus ``shadow_logits`` ``[batch, num_labels]``."""
+
+    shadow_logits: torch.Tensor | None = None
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy, mean over labels != -100 (HF's ``ForCausalLMLoss``)."""
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:].to(logits.device)
+    return F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100
+    )
+
+
+def _to_head_dtype(hidden: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    # An explicit shadow may run in another dtype than the base (whose head was copied).
+    parameter = next(head.parameters(), None)
+    return hidden if parameter is None else hidden.to(parameter.dtype)
+
+
+class ShadowTaskModel(nn.Module):
+    """Shared base of the task wrappers (see the module docstring).
+
+    Args:
+        peft_model: the ``ShadowPeftModel``.
+        shadow_loss_weight: weight of the shadow loss in ``base_shadow`` training (default 0.05).
+        inference_mode: ``"base_shadow"`` or ``"shadow_only"``.
+
+    Raises:
+        ConfigError: unknown inference mode, or the base has no head of this task.
+    """
+
+    task_type: ClassVar[str]
+    head_names: ClassVar[tuple[str, str]]  # (base head, shadow head)
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    accepts_loss_kwargs = False  # HF Trainer: we average the loss ourselves
+
+    def __init__(
+        self,
+        peft_model: ShadowPeftModel,
+        *,
+        shadow_loss_weight: float = DEFAULT_SHADOW_LOSS_WEIGHT,
+        inference_mode: str = "base_shadow",
+    ) -> None:
+        super().__init__()
+        self.peft_model = peft_model
+        self.shadow_loss_weight = float(shadow_loss_weight)
+        self.set_inference_mode(inference_mode)
+        base_name, shadow_name = self.head_names
+        base_head = self._find_base_head(peft_model.base_model)
+        setattr(self, base_name, base_head)
+        setattr(self, shadow_name, copy.deepcopy(base_head))
+        requested = list(peft_model.shadow_config.modules_to_save)
+        foreign = [m for m in requested if m not in self.head_names]
+        if foreign:
+            raise ConfigError(
+                f"ShadowConfig.modules_to_save names {foreign}, which {type(self).__name__} does not have; "
+                f"use names among {list(self.head_names)}."
+            )
+        trainable = requested or list(self.default_trainable_heads)
+        for name in self.head_names:
+            getattr(self, name).requires_grad_(name in trainable)
+
+    # ---- subclass hooks ----
+    default_trainable_heads: ClassVar[tuple[str, ...]] = ()
+
+    def _find_base_head(self, base: PreTrainedModel) -> nn.Module:
+        raise NotImplementedError
+
+    def _score_shadow(self, shadow_hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _output(self, **fields: Any):
+        raise NotImplementedError
+
+    def _config_extras(self) -> dict[str, Any]:
+        return {}
+
+    # ---- modes ----
+    def set_inference_mode(self, mode: str) -> None:
+        """Choose ``"base_shadow"`` (base + shadow) or ``"shadow_only"`` (detached shadow).
+
+        Raises:
+            ConfigError: ``mode`` is not one of them.
+        """
+        if mode not in INFERENCE_MODES:
+            raise ConfigError(
+                f"Unknown inference mode {mode!r}; use one of {list(INFERENCE_MODES)}."
+            )
+        self.inference_mode = mode
+
+    # ---- HF-model-like attributes ----
+    @property
+    def config(self):
+        """The base model's HF config."""
+        return self.peft_model.base_model.config
+
+    @property
+    def shadow_config(self):
+        return self.peft_model.shadow_config
+
+    @property
+    def device(self) -> torch.device:
+        return self.peft_model.base_model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.peft_model.base_model.dtype
+
+    # ---- forward ----
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        past_key_values: ShadowCache | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Any,
+    ):
+        """Score a batch; with ``labels``, also the loss (FORMAT.md steps 4-6).
+
+        Args:
+            input_ids: int64 ``[batch, seq]``.
+            attention_mask: ``[batch, past + seq]``.
+            position_ids: int64 ``[batch, seq]`` (default: counted from the cache length).
+            labels: task labels (causal LM: ``[batch, seq]`` with -100 ignored).
+            past_key_values: a ``ShadowCache`` to extend; ``use_cache=True`` creates one.
+            kwargs: extra base-model arguments (``base_shadow`` mode only).
+
+        Returns:
+            A ModelOutput with ``loss``, ``logits``, ``shadow_logits`` and ``past_key_values``.
+        """
+        kwargs.pop("return_dict", None)
+        if use_cache is None:
+            use_cache = past_key_values is not None
+        if self.inference_mode == "shadow_only":
+            cache = past_key_values
+            if use_cache and cache is None:
+                cache = ShadowCache.for_model(self.peft_model, shadow_only=True)
+            shadow_hidden = self.peft_model.shadow_hidden_states(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                cache=cache.shadow if cache is not None else None,
+            )
+            shadow_logits = self._score_shadow(shadow_hidden, attention_mask)
+            loss = self._loss(shadow_logits, labels) if labels is not None else None
+            return self._output(loss=loss, logits=shadow_logits, shadow_logits=shadow_logits, cache=cache)
+
+        output, shadow_hidden, cache = self.peft_model.forward_with_shadow(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        shadow_logits = self._score_shadow(shadow_hidden, attention_mask)
+        loss = None
+        if labels is not None:
+            loss = self._loss(output.logits, labels)
+            if self.shadow_loss_weight:
+                loss = loss + self.shadow_loss_weight * self._loss(shadow_logits, labels)
+        return self._output(loss=loss, logits=output.logits, shadow_logits=shadow_logits, cache=cache)
+
+    # ---- parameters and state ----
+    def saved_head_names(self) -> list[str]:
+        """Heads written to ``shadow_modules.safetensors`` and included in ``state_dict()``.
+
+        ``modules_to_save`` when set, else the task's default trainable heads; plus any head
+        the user made trainable.
+        """
+        listed = self.peft_model.shadow_config.modules_to_save or self.default_trainable_heads
+        return [
+            name for name in self.head_names
+            if name in listed or any(p.requires_grad for p in getattr(self, name).parameters())
+        ]
+
+    def modules_state_dict(self, keep_vars: bool = False) -> dict[str, torch.Tensor]:
+        """The saved heads' tensors under ``{head}.{param}`` keys (``shadow_modules.safetensors``)."""
+        state: dict[str, torch.Tensor] = {}
+        for name in self.saved_head_names():
+            for key, value in getattr(self, name).state_dict(keep_vars=keep_vars).items():
+                state[f"{name}.{key}"] = value
+        return state
+
+    def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Adapter keys plus the saved heads' keys; nothing of the frozen base (for ``Trainer``)."""
+        out = self.peft_model.state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for key, value in self.modules_state_dict(keep_vars=keep_vars).items():
+            out[prefix + key] = value if keep_vars else value.detach()
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load the keys of ``state_dict()`` (strict: missing/unexpected keys raise ``CheckpointError``)."""
+        from .checkpoint import load_strict
+
+        target = dict(self.peft_model.adapter_tensors(keep_vars=True))
+        target.update(self.modules_state_dict(keep_vars=True))
+        return load_strict(target, state_dict, strict=strict, what=type(self).__name__)
+
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """``(trainable, total)`` parameter counts, heads included."""
+        return count_parameters(self)
+
+    def print_trainable_parameters(self, file=None) -> str:
+        """Write the trainable-parameter summary line (see ``ShadowPeftModel``)."""
+        return _write_parameter_summary(self, file)
+
+    def activation_checkpointing_enable(
+        self, activation_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1, offload: bool = False
+    ) -> None:
+        """Forwarded to the base and the shadow backbone (``ShadowPeftModel``)."""
+        self.peft_model.activation_checkpointing_enable(activation_checkpointing_kwargs, every_n_layers, offload)
+
+    def activation_checkpointing_disable(self) -> None:
+        self.peft_model.activation_checkpointing_disable()
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None, **options: Any) -> None:
+        """The older name of ``activation_checkpointing_enable``."""
+        self.peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs, **options)
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.peft_model.gradient_checkpointing_disable()
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.peft_model.is_gradient_checkpointing
+
+    # ---- persistence ----
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """ShadowConfig fields this wrapper records when saving (task type, labels, base)."""
+        base_config = self.peft_model.base_model.config
+        name = getattr(base_config, "_name_or_path", None) or getattr(
+            self.peft_model.base_model, "name_or_path", None
+        )
+        return {
+            "task_type": self.task_type,
+            "base_model_name_or_path": name or self.peft_model.shadow_config.base_model_name_or_path,
+            **self._config_extras(),
+        }
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write the adapter, ``shadow_modules.safetensors`` (saved heads) and the config."""
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(
+            self.peft_model, save_directory, modules=self.modules_state_dict(), **self.checkpoint_extras()
+        )
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Save to a temporary folder and upload it (see ``checkpoint.push_to_hub``)."""
+        from .checkpoint import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+    def export_shadow(self, *, lm_head: nn.Module | None = None) -> PreTrainedModel:
+        """A standalone HF model of the shadow with this wrapper's trained shadow head.
+
+        ``lm_head`` (causal LM only) overrides the head. See
+        :func:`shadow_edge.export_shadow.export_shadow` for the layout and the errors.
+        """
+        from .export_shadow import export_shadow
+
+        return export_shadow(self, lm_head=lm_head)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: PreTrainedModel,
+        pretrained_shadow_path: str | Path,
+        *,
+        is_trainable: bool = False,
+        shadow_model: nn.Module | None = None,
+        shadow_loss_weight: float = DEFAULT_SHADOW_LOSS_WEIGHT,
+        inference_mode: str = "base_shadow",
+    ):
+        """Build on ``model`` and load a checkpoint, heads included (see ``ShadowPeftModel``).
+
+        Raises:
+            CheckpointError: missing folder/file, corrupt file, or weights that do not fit.
+        """
+        from .checkpoint import load_task_model
+
+        return load_task_model(
+            cls, model, pretrained_shadow_path, is_trainable=is_trainable, shadow_model=shadow_model,
+            shadow_loss_weight=shadow_loss_weight, inference_mode=inference_mode,
+        )
+
+
+class ShadowForCausalLM(ShadowTaskModel):
+    """Causal LM wrapper: ``lm_head`` (the base's) and ``shadow_lm_head`` (a copy of it).
+
+    Both heads are frozen by default (``modules_to_save`` makes them train and save).
+    ``generate`` decodes with a KV cache in both modes (``shadow_edge.generation``).
+    """
+
+    task_type = "CAUSAL_LM"
+    head_names = ("lm_head", "shadow_lm_head")
+    default_trainable_heads = ()
+
+    def _find_base_head(self, base: PreTrainedModel) -> nn.Module:
+        head = base.get_output_embeddings()
+        if head is None:
+            raise ConfigError(
+                f"{type(base).__name__} has no lm_head; pass an AutoModelForCausalLM model."
+            )
+        return head
+
+    def _score_shadow(self, shadow_hidden, attention_mask):
+        return self.shadow_lm_head(_to_head_dtype(shadow_hidden, self.shadow_lm_head))
+
+    def _loss(self, logits, labels):
+        return causal_lm_loss(logits, labels)
+
+    def _output(self, *, loss, logits, shadow_logits, cache):
+        return ShadowCausalLMOutputWithPast(
+            loss=loss, logits=logits, shadow_logits=shadow_logits, **{_OUTPUT_CACHE_FIELD: cache}
+        )
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        """The base's generation config (token ids used as ``generate`` defaults)."""
+        config = getattr(self.peft_model.base_model, "generation_config", None)
+        return config if config is not None else GenerationConfig.from_model_config(self.config)
+
+    def generate(self, input_ids: torch.LongTensor | None = None, attention_mask=None, **kwargs: Any) -> torch.LongTensor:
+        """Greedy or sampled decoding with a KV cache (``use_cache=True`` by default).
+
+        See ``shadow_edge.generation.generate`` for the arguments. Returns int64
+        ``[batch, prompt + new]``.
+        """
+        from .generation import generate
+
+        return generate(self, input_ids, attention_mask=attention_mask, **kwargs)
+
+
+class ShadowForSequenceClassification(ShadowTaskModel):
+    """Sequence classification: ``classifier_head`` (the base's ``score``/``classifier``) and
+    ``shadow_classifier_head`` (a copy), both trainable by default.
+
+    The shadow head scores the shadow start state of the last non-padding token
+    (``pooling.pool_last_token``, correct for left and right padding).
+    """
+
+    task_type = "SEQ_CLS"
+    head_names = ("classifier_head", "shadow_classifier_head")
+    default_trainable_heads = ("classifier_head", "shadow_classifier_head")
+
+    def _find_base_head(self, base: PreTrainedModel) -> nn.Module:
+        for attr in ("score", "classifier"):
+            head = getattr(base, attr, None)
+            if isinstance(head, nn.Module):
+                return head
+        raise ConfigError(
+            f"{type(base).__name__} has no classifier head (score/classifier); pass an "
+            "AutoModelForSequenceClassification model."
+        )
+
+    def _score_shadow(self, shadow_hidden, attention_mask):
+        pooled = pool_last_token(shadow_hidden, attention_mask)
+        return self.shadow_classifier_head(_to_head_dtype(pooled, self.shadow_classifier_head))
+
+    def _loss(self, logits, labels):
+        from transformers.loss.loss_utils import ForSequenceClassificationLoss
+
+        return ForSequenceClassificationLoss(labels=labels, pooled_logits=logits, config=self.config)
+
+    def _output(self, *, loss, logits, shadow_logits, cache):
+        return ShadowSequenceClassifierOutput(loss=loss, logits=logits, shadow_logits=shadow_logits)
+
+    def _config_extras(self) -> dict[str, Any]:
+        id2label = getattr(self.config, "id2label", None)
+        return {
+            "num_labels": self.config.num_labels,
+            "id2label": {int(k): str(v) for k, v in id2label.items()} if id2label else None,
+        }

@@ -1,0 +1,38 @@
+"""Last-token pooling: right under left and right padding (shadow-peft 0.1.x is not)."""
+
+from __future__ import annotations
+
+import torch
+
+from shadow_edge.pooling import last_token_index, pool_last_token
+
+
+def test_issue_example_left_padding_pools_position_3():
+    hidden = torch.tensor([10.0, 20.0, 30.0, 40.0]).view(1, 4, 1).expand(2, 4, 1)
+    mask = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])
+    assert last_token_index(mask).tolist() == [3, 3]
+    assert pool_last_token(hidden, mask).flatten().tolist() == [40.0, 40.0]
+
+
+def test_right_padding_pools_the_last_real_token():
+    hidden = torch.arange(8, dtype=torch.float32).view(2, 4, 1)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]])
+    assert last_token_index(mask).tolist() == [1, 2]
+    assert pool_last_token(hidden, mask).flatten().tolist() == [1.0, 6.0]
+
+
+def test_boolean_mask_and_empty_row():
+    mask = torch.tensor([[True, False, False], [False, False, False]])
+    assert last_token_index(mask).tolist() == [0, 2]
+
+
+def test_no_mask_pools_last_position():
+    hidden = torch.randn(3, 5, 4)
+    assert torch.equal(pool_last_token(hidden, None), hidden[:, -1])
+
+
+def test_mask_longer_than_hidden_uses_its_last_columns():
+    # With a KV cache the mask covers past + new positions; pooling uses the new ones.
+    hidden = torch.arange(3, dtype=torch.float32).view(1, 3, 1)
+    mask = torch.tensor([[1, 1, 1, 1, 0]])
+    assert pool_last_token(hidden, mask).item() == 1.0
