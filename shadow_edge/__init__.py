@@ -31,7 +31,25 @@ _LAZY = {
     "ManifestError": "errors",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "AutoModelForCausalLMWithHiddenProjection",
+    "AutoModelForCausalLMWithHiddenProjectionConfig",
+    "CheckpointError",
+    "ConfigError",
+    "ExportError",
+    "ManifestError",
+    "ParityError",
+    "ShadowCache",
+    "ShadowConfig",
+    "ShadowEdgeError",
+    "ShadowForCausalLM",
+    "ShadowForSequenceClassification",
+    "ShadowPeftModel",
+    "get_shadow_model",
+    "load_shadow_checkpoint",
+    "prepare_shadow_model",
+    "register_auto_classes",
+]  # the keys of _LAZY (a literal, so linters see the exports)
 
 
 def __getattr__(name: str):

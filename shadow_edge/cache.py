@@ -13,6 +13,13 @@ import inspect
 
 from torch import nn
 from transformers import DynamicCache
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .errors import ConfigError
+
+# transformers 5.24 renamed the output field `past_key_values` to `cache` (the old name is a
+# deprecated property); use whichever the installed version declares.
+OUTPUT_CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 @functools.cache
@@ -62,3 +69,44 @@ class ShadowCache:
 
     def __repr__(self) -> str:
         return f"ShadowCache(seq_length={self.get_seq_length()}, base={'yes' if self.base is not None else 'no'})"
+
+
+def resolve_shadow_cache(
+    past_key_values: object = None,
+    cache: object = None,
+    *,
+    use_cache: bool | None,
+    new_cache,
+    need_base: bool,
+) -> ShadowCache | None:
+    """The ``ShadowCache`` a forward call extends, or ``None`` for an uncached call.
+
+    Args:
+        past_key_values, cache: the cache under either name (transformers 5.24 renamed the
+            argument to ``cache``); at most one may be given.
+        use_cache: ``True`` creates a cache when none is given; ``None`` means "cache iff one
+            was given".
+        new_cache: a callable returning an empty ``ShadowCache`` for this model and mode.
+        need_base: the call runs the base (``"base_shadow"``), so the cache needs its base half.
+
+    Raises:
+        ConfigError: both names given, a cache that is not a ``ShadowCache`` (e.g. a plain
+            ``DynamicCache`` or a legacy tuple), or a shadow-only cache in a base call.
+    """
+    if past_key_values is not None and cache is not None and past_key_values is not cache:
+        raise ConfigError("Pass the KV cache once, as past_key_values= or as cache=, not both.")
+    given = past_key_values if past_key_values is not None else cache
+    if given is None:
+        return new_cache() if use_cache else None
+    if not isinstance(given, ShadowCache):
+        raise ConfigError(
+            f"The KV cache must be a shadow_edge ShadowCache (base and shadow caches paired), got "
+            f"{type(given).__name__}. Call with use_cache=True and pass back the output's "
+            "past_key_values, or create one with ShadowCache.for_model(peft_model)."
+        )
+    if need_base and given.base is None:
+        raise ConfigError(
+            "This ShadowCache has no base half (it was made for shadow_only decoding); create it "
+            "with ShadowCache.for_model(peft_model) for base_shadow calls."
+        )
+    return None if use_cache is False else given

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
-from .backbone import embedding_attribute_name, prepare_shadow_model
+from .backbone import embedding_attribute_name, get_backbone, prepare_shadow_model
 from .config import CONFIG_NAME, ShadowConfig
 from .errors import CheckpointError
 
@@ -140,13 +140,31 @@ def resolve_checkpoint_dir(path_or_repo: str | os.PathLike, *, token: str | None
         )
     except (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OSError) as exc:
         raise CheckpointError(
-            f"Cannot fetch checkpoint {text!r} from the Hugging Face Hub ({exc}). Check the repo id and "
-            "revision, your network and token, or pass a local folder."
+            f"{text!r} is not a local folder (relative to {Path.cwd()}), and fetching it from the "
+            f"Hugging Face Hub failed ({exc}). Fix the folder path, or check the repo id and "
+            "revision, your network and token."
         ) from exc
     return Path(folder)
 
 
 # ---- save ----
+def compat_embedding_tensors(peft_model) -> dict[str, torch.Tensor]:
+    """Unused embedding entries that shadow-peft 0.1.x needs to load our adapter file.
+
+    0.1.x removes only a backbone attribute named ``embed_tokens`` when an implicit shadow
+    shares the base's embeddings; other layouts (GPT-2's ``wte``) keep a table it never uses
+    but loads strictly. For such an implicit shadow this returns
+    ``{"shadow_model.wte.weight": <the base's table, [V, H]>}`` (GPT-2), else ``{}``. The
+    cost is one ``[V, H]`` table in the file; our loader drops the key again.
+    """
+    if not peft_model.embeddings_shared or peft_model.is_explicit:
+        return {}
+    name = embedding_attribute_name(get_backbone(peft_model.base_model))
+    if name is None or name == "embed_tokens":
+        return {}
+    return {f"shadow_model.{name}.weight": peft_model.base_model.get_input_embeddings().weight}
+
+
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -165,7 +183,8 @@ def save_checkpoint(peft_model, save_directory: str | os.PathLike, *, modules: d
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = dataclasses.replace(peft_model.shadow_config, **extras)
-    _atomic_save_tensors(peft_model.adapter_state_dict(), directory / ADAPTER_NAME)
+    _atomic_save_tensors({**peft_model.adapter_state_dict(), **compat_embedding_tensors(peft_model)},
+                         directory / ADAPTER_NAME)
     modules_path = directory / MODULES_NAME
     if modules:
         _atomic_save_tensors(modules, modules_path)
@@ -254,6 +273,12 @@ def load_peft_model(
     directory = resolve_checkpoint_dir(path)
     config = ShadowConfig.from_pretrained(directory)
     state = read_safetensors(directory / ADAPTER_NAME)
+    base_name = getattr(getattr(base_model, "config", None), "_name_or_path", "") or ""
+    recorded = config.base_model_name_or_path
+    if recorded and base_name and Path(recorded).name != Path(base_name).name:
+        # weights that fit in shape may still come from another base (e.g. another vocabulary)
+        logger.warning("%s was trained on base %r but is loaded on %r; outputs may be wrong if "
+                       "these are different models", directory, recorded, base_name)
     passed_shadow = shadow_model is not None
     if shadow_model is None and config.shadow_model_config is not None:
         shadow_model = build_explicit_shadow(config)
@@ -261,10 +286,11 @@ def load_peft_model(
         shadow_model = _align_explicit_embeddings(shadow_model, config, state)
     peft_model = cls(base_model, config, shadow_model=shadow_model)
     if peft_model.embeddings_shared:
-        for key in [k for k in state if _LEGACY_SHARED_EMBEDDING_KEYS.match(k)]:
-            if key not in peft_model.adapter_tensors():
-                logger.info("ignoring %s: the shadow is fed the base's input embeddings", key)
-                state.pop(key)
+        unused = set(compat_embedding_tensors(peft_model))
+        unused.update(k for k in state if _LEGACY_SHARED_EMBEDDING_KEYS.match(k))
+        for key in sorted(unused.intersection(state).difference(peft_model.adapter_tensors())):
+            logger.debug("ignoring %s: the shadow is fed the base's input embeddings", key)
+            state.pop(key)
     peft_model.load_state_dict(state, strict=True)
     if is_trainable:
         keep = {id(p): p.requires_grad for p in peft_model.shadow_model.parameters()}
@@ -293,6 +319,16 @@ def load_task_model(
     from .model import ShadowPeftModel
 
     directory = resolve_checkpoint_dir(path)
+    saved_task = ShadowConfig.from_pretrained(directory).task_type
+    if saved_task is not None and saved_task != cls.task_type:
+        from .tasks import ShadowForCausalLM, ShadowForSequenceClassification
+
+        right = {"CAUSAL_LM": ShadowForCausalLM, "SEQ_CLS": ShadowForSequenceClassification}[saved_task]
+        raise CheckpointError(
+            f"{directory} was saved from a {saved_task} wrapper, not {cls.task_type}. Load it with "
+            f"{right.__name__}.from_pretrained (on a matching base), or, to reuse only the adapter "
+            f"for another task, with ShadowPeftModel.from_pretrained and wrap it in {cls.__name__}."
+        )
     peft_model = load_peft_model(
         ShadowPeftModel, base_model, directory, is_trainable=is_trainable,
         shadow_model=shadow_model,

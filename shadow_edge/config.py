@@ -105,6 +105,8 @@ class ShadowConfig:
                 f"ShadowConfig.dropout must be a probability in [0, 1), got {self.dropout!r}."
             )
         self.dropout = float(self.dropout)
+        if self.modules_to_save is None:  # a hand-edited file may hold null (PEFT's default)
+            self.modules_to_save = []
         if isinstance(self.modules_to_save, str) or not isinstance(self.modules_to_save, (list, tuple)):
             raise ConfigError(
                 "ShadowConfig.modules_to_save must be a list of head names, e.g. "

@@ -17,6 +17,13 @@ The exported model computes the shadow-only path of FORMAT.md step 6,
   H-sized shared table cannot feed it, and ``ShadowPeftModel`` refuses that combination),
   the trained ``shadow_hidden_projection`` and the head. Causal LM only.
 
+Loading a projected export in a new process: ``import shadow_edge`` alone does not register
+the projected model with the Auto classes (the package imports lazily, so that its CLI and
+runtime never import torch). Do ``import shadow_edge.projection`` (or call
+``shadow_edge.register_auto_classes()``) before ``AutoModelForCausalLM.from_pretrained``;
+the seed's ``import shadow_peft`` line becomes that import. Same-size exports are plain
+transformers models and need nothing.
+
 Which head: given a ``ShadowPeftModel`` (the seed's ``model.peft_model.export_shadow()``)
 the base's ``lm_head`` (or classifier) is exported, as in shadow-peft 0.1.x. Given a task
 wrapper (``ShadowForCausalLM`` / ``ShadowForSequenceClassification``) its *shadow* head is

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 
 import torch
+from transformers import GenerationConfig
 from transformers.generation.logits_process import (
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
@@ -23,6 +24,7 @@ from transformers.generation.logits_process import (
 )
 
 from .cache import ShadowCache
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +64,37 @@ def build_logits_processors(
     return processors
 
 
+#: Arguments of transformers' generate that decoder-only models ignore; dropped silently.
+_IGNORED_ARGUMENTS = ("token_type_ids",)
+_DEFAULTS = {"max_new_tokens": 20, "do_sample": False, "temperature": 1.0, "top_k": None, "top_p": None,
+             "repetition_penalty": None}
+
+
+def _resolve_settings(explicit: dict, generation_config, prompt_length: int, max_length: int | None) -> dict:
+    """Explicit arguments win, then ``generation_config`` (when passed), then ``_DEFAULTS``."""
+    settings = {}
+    for name, default in _DEFAULTS.items():
+        value = explicit[name]
+        if value is None and generation_config is not None:
+            value = getattr(generation_config, name, None)
+        settings[name] = default if value is None else value
+    if explicit["max_new_tokens"] is None:
+        if max_length is None and generation_config is not None and generation_config.max_new_tokens is None:
+            max_length = generation_config.max_length
+        if max_length is not None:
+            settings["max_new_tokens"] = max(int(max_length) - prompt_length, 0)
+    return settings
+
+
 @torch.no_grad()
 def generate(
     model,
     input_ids: torch.LongTensor,
     attention_mask: torch.Tensor | None = None,
     *,
-    max_new_tokens: int = 20,
-    do_sample: bool = False,
-    temperature: float | None = 1.0,
+    max_new_tokens: int | None = None,
+    do_sample: bool | None = None,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     repetition_penalty: float | None = None,
@@ -78,6 +102,10 @@ def generate(
     pad_token_id: int | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    generation_config: GenerationConfig | None = None,
+    max_length: int | None = None,
+    num_beams: int | None = None,
+    **unsupported,
 ) -> torch.LongTensor:
     """Decode up to ``max_new_tokens`` tokens after a (left-padded) prompt batch.
 
@@ -85,7 +113,7 @@ def generate(
         model: a ``ShadowForCausalLM``; its ``inference_mode`` chooses the path and head.
         input_ids: int64 ``[batch, prompt]``, left-padded for batches of unequal length.
         attention_mask: ``[batch, prompt]`` (default: all ones).
-        max_new_tokens: new tokens per row at most.
+        max_new_tokens: new tokens per row at most (default 20).
         do_sample: sample (with ``temperature``/``top_k``/``top_p``) instead of greedy argmax.
         repetition_penalty: HF's ``RepetitionPenaltyLogitsProcessor`` when not 1.
         eos_token_id: stop ids (default: the base's generation config). A row that emitted
@@ -93,23 +121,51 @@ def generate(
         pad_token_id: filler after EOS (default: the generation config's, else the first EOS).
         use_cache: KV-cached decoding (default) or full recomputation at every step.
         generator: a ``torch.Generator`` for reproducible sampling.
+        generation_config: a transformers ``GenerationConfig`` supplying any of the settings
+            above that are not passed explicitly (explicit arguments win).
+        max_length: prompt + new tokens, used when ``max_new_tokens`` is not given (HF's).
+        num_beams: only 1 (beam search is not implemented).
 
     Returns:
         int64 ``[batch, prompt + n]`` with ``n <= max_new_tokens``: the prompt and new tokens.
+
+    Raises:
+        ConfigError: a 1-D prompt, a negative ``max_new_tokens``, ``num_beams > 1``, or an
+            argument this loop does not implement (named in the message).
     """
+    unsupported = {k: v for k, v in unsupported.items() if k not in _IGNORED_ARGUMENTS}
+    if unsupported:
+        raise ConfigError(
+            f"generate() does not support {sorted(unsupported)}. It takes input_ids, attention_mask, "
+            "max_new_tokens (or max_length), do_sample, temperature, top_k, top_p, "
+            "repetition_penalty, eos_token_id, pad_token_id, use_cache, generator and "
+            "generation_config; drop the others."
+        )
+    if num_beams not in (None, 1):
+        raise ConfigError(f"num_beams={num_beams} is not supported: generate does greedy or sampled "
+                          "decoding only; drop num_beams or set it to 1.")
     if input_ids is None or input_ids.dim() != 2:
-        raise ValueError("generate needs input_ids of shape [batch, prompt_length].")
+        raise ConfigError("generate needs input_ids of shape [batch, prompt_length]; add a batch "
+                          "dimension (input_ids[None]) to a single prompt.")
+    explicit = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "temperature": temperature,
+                "top_k": top_k, "top_p": top_p, "repetition_penalty": repetition_penalty}
+    settings = _resolve_settings(explicit, generation_config, input_ids.shape[1], max_length)
+    max_new_tokens, do_sample = int(settings["max_new_tokens"]), bool(settings["do_sample"])
     if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
+        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
     config = model.generation_config
-    eos = _as_list(eos_token_id if eos_token_id is not None else config.eos_token_id)
+    for source in (generation_config, config):
+        if source is not None:
+            eos_token_id = source.eos_token_id if eos_token_id is None else eos_token_id
+            pad_token_id = source.pad_token_id if pad_token_id is None else pad_token_id
+    eos = _as_list(eos_token_id)
     if pad_token_id is None:
-        pad_token_id = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else 0)
+        pad_token_id = eos[0] if eos else 0
     device = input_ids.device
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long()
     processors = build_logits_processors(
-        do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-        repetition_penalty=repetition_penalty,
+        do_sample=do_sample, temperature=settings["temperature"], top_k=settings["top_k"],
+        top_p=settings["top_p"], repetition_penalty=settings["repetition_penalty"],
     )
     eos_tensor = torch.tensor(eos, dtype=torch.long, device=device)
     sequences = input_ids

@@ -30,7 +30,7 @@ from .backbone import (
     prepare_shadow_model,
     remove_input_embeddings,
 )
-from .cache import ShadowCache, cache_argument_name
+from .cache import OUTPUT_CACHE_FIELD, ShadowCache, cache_argument_name, resolve_shadow_cache
 from .config import ShadowConfig
 from .errors import ConfigError
 from .layers import ShadowInjectionModel, ShadowUpdateModel
@@ -63,8 +63,13 @@ class ShadowPeftModel(nn.Module):
     (``nn.Linear(Hs, H, bias=False)`` or ``None`` when ``Hs == H``), ``shadow_injection_model``,
     ``shadow_update_model``, ``shadow_config``, ``embeddings_shared``.
 
+    Threads: several threads may run forwards of one model (and of its plain base) at once;
+    each sees only its own pass (``shadow_pass.py``). A ``ShadowCache`` belongs to one thread.
+
     Raises:
-        ConfigError: the base has fewer than 2 decoder layers, or an unsupported layout.
+        ConfigError: ``shadow_config`` is not a ``ShadowConfig``; the base has fewer than 2
+            decoder layers or an unsupported layout; an explicit shadow without input
+            embeddings has another hidden size than the base.
     """
 
     def __init__(
@@ -75,6 +80,17 @@ class ShadowPeftModel(nn.Module):
         shadow_model: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(shadow_config, ShadowConfig):
+            raise ConfigError(
+                f"shadow_config must be a ShadowConfig, got {type(shadow_config).__name__}; "
+                "build one with ShadowConfig(...) (or ShadowConfig.from_dict(d) for a dict)."
+            )
+        if isinstance(base_model, ShadowPeftModel) or isinstance(getattr(base_model, "peft_model", None),
+                                                                 ShadowPeftModel):
+            raise ConfigError(
+                f"{type(base_model).__name__} already carries a shadow adapter; pass the plain HF "
+                "model (its .base_model / .peft_model.base_model) to get_shadow_model."
+            )
         stack = find_decoder_stack(base_model)
         num_layers = len(stack.layers)
         if num_layers < 2:
@@ -184,18 +200,22 @@ class ShadowPeftModel(nn.Module):
 
         Returns:
             float ``[batch, seq, H]``.
+
+        Raises:
+            ConfigError: neither ``input_ids`` nor ``inputs_embeds``, or only ``inputs_embeds``
+                for a shadow with its own embedding table.
         """
         backbone = self.shadow_model
         kwargs: dict[str, Any] = {"attention_mask": attention_mask, "position_ids": position_ids}
         if self.embeddings_shared:
             if inputs_embeds is None:
                 if input_ids is None:
-                    raise ValueError("Pass input_ids or inputs_embeds.")
+                    raise ConfigError("Pass input_ids (int64 [batch, seq]) or inputs_embeds.")
                 inputs_embeds = self.base_model.get_input_embeddings()(input_ids)
             kwargs["inputs_embeds"] = inputs_embeds
         else:
             if input_ids is None:
-                raise ValueError(
+                raise ConfigError(
                     "This explicit shadow has its own input embeddings, so it needs input_ids; "
                     "pass input_ids (or prepare the shadow with remove_embed_tokens=True)."
                 )
@@ -215,27 +235,31 @@ class ShadowPeftModel(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
         past_key_values: ShadowCache | None = None,
         use_cache: bool | None = None,
+        cache: ShadowCache | None = None,
         **kwargs: Any,
     ) -> tuple[Any, torch.Tensor, ShadowCache | None]:
         """Run the base with the shadow adapter (the ``"base_shadow"`` path).
 
         Args:
-            past_key_values: a ``ShadowCache`` to extend (created when ``use_cache`` and ``None``).
-            use_cache: keep KV caches (default ``False`` unless ``past_key_values`` is given).
+            past_key_values: a ``ShadowCache`` to extend (created when ``use_cache`` and ``None``);
+                ``cache=`` is accepted as the same argument (transformers 5.24's name).
+            use_cache: keep KV caches (default ``False`` unless a cache is given).
             kwargs: passed to the base model's forward (e.g. ``labels`` for the base's own
                 loss; the task wrappers compute their losses themselves).
 
         Returns:
             ``(base_output, shadow_start, cache)``: the base's ModelOutput (``logits`` etc.),
             the shadow start state ``[batch, seq, H]`` and the ``ShadowCache`` (or ``None``).
+
+        Raises:
+            ConfigError: the cache is not a ``ShadowCache`` with a base half (see
+                ``cache.resolve_shadow_cache``).
         """
-        if use_cache is None:
-            use_cache = past_key_values is not None
-        cache = past_key_values
-        if use_cache and cache is None:
-            cache = ShadowCache.for_model(self)
-        if cache is not None and cache.base is None:
-            raise ValueError("This ShadowCache has no base half (it was made for shadow_only decoding).")
+        cache = resolve_shadow_cache(
+            past_key_values, cache, use_cache=use_cache, new_cache=lambda: ShadowCache.for_model(self),
+            need_base=True,
+        )
+        use_cache = cache is not None
         shadow_start = self.shadow_hidden_states(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -251,14 +275,21 @@ class ShadowPeftModel(nn.Module):
                 attention_mask=attention_mask,
                 position_ids=position_ids,
                 inputs_embeds=inputs_embeds,
-                use_cache=bool(use_cache),
+                use_cache=use_cache,
                 **base_kwargs,
             )
         return output, shadow_start, cache
 
     def forward(self, *args: Any, **kwargs: Any):
-        """The base model's output with the shadow adapter applied (see ``forward_with_shadow``)."""
-        return self.forward_with_shadow(*args, **kwargs)[0]
+        """The base model's output with the shadow adapter applied (see ``forward_with_shadow``).
+
+        With a cache, the output's cache field holds the ``ShadowCache`` (base + shadow), so
+        it can be passed back as ``past_key_values=`` for the next step.
+        """
+        output, _, cache = self.forward_with_shadow(*args, **kwargs)
+        if cache is not None:
+            output[OUTPUT_CACHE_FIELD] = cache
+        return output
 
     # ---- parameters ----
     def get_nb_trainable_parameters(self) -> tuple[int, int]:

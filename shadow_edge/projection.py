@@ -22,14 +22,10 @@ File format (``../shared/FORMAT.md``, "The projected model"), identical to the o
 The class strings are imported only through :func:`shadow_edge.safe_import.import_class`,
 i.e. from ``transformers`` unless ``trust_remote_code=True``.
 
-Auto-class registration: importing this module calls :func:`register_auto_classes` once,
-so ``AutoConfig`` / ``AutoModelForCausalLM.from_pretrained`` load exported checkpoints after
-``import shadow_edge.projection`` (also imported by ``shadow_edge.export_shadow`` and by
-``from shadow_edge import AutoModelForCausalLMWithHiddenProjection``). If another class already owns the model type (e.g. the original
-``shadow_peft`` was imported first), the existing registration is kept and a warning is
-logged; call ``register_auto_classes(override=True)`` to make ours active. Importing
-``shadow_peft`` *after* this module replaces ours (it registers unconditionally); both read
-the same files.
+Auto-class registration: importing this module calls :func:`register_auto_classes` once
+(``import shadow_edge`` alone does not: it is lazy), so ``AutoModelForCausalLM`` then loads
+projected checkpoints. An owner registered earlier (e.g. ``shadow_peft``) is kept with a
+warning unless ``override=True``; both packages read the same files.
 """
 
 from __future__ import annotations
@@ -44,8 +40,8 @@ from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers import initialization as hf_init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from .backbone import input_embeddings_of
-from .cache import cache_argument_name
+from .backbone import input_embeddings_of, prepare_shadow_model
+from .cache import OUTPUT_CACHE_FIELD, cache_argument_name
 from .errors import CheckpointError, ConfigError
 from .optimal_projection import solve_optimal_projection
 from .projection_config import (
@@ -62,36 +58,6 @@ logger = logging.getLogger(__name__)
 _TRUST_REMOTE_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "shadow_edge_projection_trust_remote_code", default=False
 )
-
-
-_OUTPUT_CACHE_FIELD = (
-    "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
-)
-
-
-def _output_cache(output: Any) -> Any:
-    """The KV cache returned by a backbone, under this transformers version's field name."""
-    return getattr(output, _OUTPUT_CACHE_FIELD, None)
-
-
-def backbone_of(model: nn.Module) -> PreTrainedModel:
-    """Return the decoder backbone of ``model``.
-
-    ``*ForCausalLM`` / ``*LMHeadModel`` -> its ``base_model`` (e.g. ``LlamaModel``,
-    ``GPT2Model``); a backbone -> itself; an :class:`AutoModelForCausalLMWithHiddenProjection`
-    -> its ``shadow_model``.
-
-    Raises:
-        ConfigError: ``model`` is not a transformers ``PreTrainedModel``.
-    """
-    if isinstance(model, AutoModelForCausalLMWithHiddenProjection):
-        return model.shadow_model
-    if not isinstance(model, PreTrainedModel):
-        raise ConfigError(
-            f"Expected a transformers PreTrainedModel as the shadow model, got "
-            f"{type(model).__name__}; pass e.g. a LlamaForCausalLM or LlamaModel."
-        )
-    return model.base_model
 
 
 class AutoModelForCausalLMWithHiddenProjection(PreTrainedModel, GenerationMixin):
@@ -261,7 +227,7 @@ class AutoModelForCausalLMWithHiddenProjection(PreTrainedModel, GenerationMixin)
             logits=logits,
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
-            **{_OUTPUT_CACHE_FIELD: _output_cache(outputs)},
+            **{OUTPUT_CACHE_FIELD: getattr(outputs, OUTPUT_CACHE_FIELD, None)},
         )
         return result.to_tuple() if return_dict is False else result
 
@@ -313,28 +279,37 @@ class AutoModelForCausalLMWithHiddenProjection(PreTrainedModel, GenerationMixin)
         Raises:
             ConfigError: the config names a class outside transformers (without trust) or
                 has invalid fields.
-            CheckpointError: the weights miss keys, have unexpected keys, or wrong shapes.
+            CheckpointError: the weights miss keys or have unexpected keys, or shapes that
+                do not fit config.json (key and both shapes named; pass
+                ``ignore_mismatched_sizes=True`` to keep such weights random instead).
         """
         want_info = kwargs.pop("output_loading_info", False)
+        # Shape mismatches are reported by us (CheckpointError naming key and shapes), not
+        # by transformers' bare RuntimeError; an explicit ignore_mismatched_sizes=True is kept.
+        allow_mismatch = bool(kwargs.pop("ignore_mismatched_sizes", False))
         token = _TRUST_REMOTE_CODE.set(bool(trust_remote_code))
         try:
             model, info = super().from_pretrained(
-                pretrained_model_name_or_path,
-                *model_args,
-                trust_remote_code=trust_remote_code,
-                output_loading_info=True,
-                **kwargs,
+                pretrained_model_name_or_path, *model_args, trust_remote_code=trust_remote_code,
+                output_loading_info=True, ignore_mismatched_sizes=True, **kwargs,
             )
         finally:
             _TRUST_REMOTE_CODE.reset(token)
-        problems = {
-            name: sorted(info.get(name) or [])
-            for name in ("missing_keys", "unexpected_keys", "mismatched_keys")
-        }
-        if any(problems.values()):
+        problems = [
+            f"{name.replace('_', ' ')}: {', '.join(sorted(info.get(name) or []))}"
+            for name in ("missing_keys", "unexpected_keys") if info.get(name)
+        ]
+        mismatched = sorted(info.get("mismatched_keys") or [])
+        if mismatched and not allow_mismatch:
+            problems.append("shape mismatches: " + ", ".join(
+                f"{key} is {tuple(saved)} in the checkpoint but {tuple(expected)} in the model"
+                for key, saved, expected in mismatched
+            ))
+        if problems:
             raise CheckpointError(
                 f"Projected checkpoint {pretrained_model_name_or_path!s} does not fit its "
-                f"config: {problems}. Re-export it, or fix config.json to match the weights."
+                f"config.json ({'; '.join(problems)}). Re-export it, or fix config.json "
+                "(e.g. base_hidden_size, vocab_size, shadow_model_config) to match the weights."
             )
         model.freeze(backbone=freeze_backbone, embed_tokens=freeze_embed_tokens,
                      lm_head=freeze_lm_head)
@@ -373,7 +348,7 @@ class AutoModelForCausalLMWithHiddenProjection(PreTrainedModel, GenerationMixin)
             ConfigError: wrong module types, biases, mismatched sizes, missing embeddings,
                 or a missing ``reference_lm_head``.
         """
-        backbone = backbone_of(shadow_model)
+        backbone = prepare_shadow_model(shadow_model)
         if input_embeddings_of(backbone) is None:
             raise ConfigError(
                 f"The shadow backbone {type(backbone).__name__} has no input embeddings "
@@ -503,7 +478,6 @@ __all__ = [
     "MODEL_TYPE",
     "AutoModelForCausalLMWithHiddenProjection",
     "AutoModelForCausalLMWithHiddenProjectionConfig",
-    "backbone_of",
     "register_auto_classes",
     "solve_optimal_projection",
 ]

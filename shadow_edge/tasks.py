@@ -13,7 +13,6 @@ step 6) and returns the shadow logits as both.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from torch import nn
 from transformers import GenerationConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
 
-from .cache import ShadowCache
+from .cache import OUTPUT_CACHE_FIELD, ShadowCache, resolve_shadow_cache
 from .errors import ConfigError
 from .model import ShadowPeftModel, _write_parameter_summary, count_parameters
 from .pooling import pool_last_token
@@ -37,11 +36,6 @@ INFERENCE_MODES = ("base_shadow", "shadow_only")
 DEFAULT_SHADOW_LOSS_WEIGHT = 0.05
 
 
-# transformers 5.24 renamed the output field `past_key_values` to `cache` (the old name is a
-# deprecated property); use whichever the installed version declares.
-_OUTPUT_CACHE_FIELD = (
-    "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
-)
 
 
 @dataclass
@@ -59,12 +53,24 @@ class ShadowSequenceClassifierOutput(SequenceClassifierOutput):
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy, mean over labels != -100 (HF's ``ForCausalLMLoss``)."""
+    """Next-token cross-entropy, mean over labels != -100 (HF's ``ForCausalLMLoss``).
+
+    Args:
+        logits: ``[batch, seq, vocab]``, any float dtype (computed in float32).
+        labels: int64 ``[batch, seq]``; position t is scored by the logits at t - 1.
+
+    Returns:
+        A float32 scalar. With no target at all (every label -100, or one-token rows) it
+        is 0, still attached to the graph, instead of the NaN of an empty mean, so one such
+        batch does not turn the optimizer state into NaN.
+    """
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:].to(logits.device)
-    return F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100
+    total = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100,
+        reduction="sum",
     )
+    return total / (shift_labels != -100).sum().clamp(min=1)
 
 
 def _to_head_dtype(hidden: torch.Tensor, head: nn.Module) -> torch.Tensor:
@@ -176,6 +182,8 @@ class ShadowTaskModel(nn.Module):
         labels: torch.Tensor | None = None,
         past_key_values: ShadowCache | None = None,
         use_cache: bool | None = None,
+        cache: ShadowCache | None = None,
+        return_dict: bool | None = None,
         **kwargs: Any,
     ):
         """Score a batch; with ``labels``, also the loss (FORMAT.md steps 4-6).
@@ -186,18 +194,25 @@ class ShadowTaskModel(nn.Module):
             position_ids: int64 ``[batch, seq]`` (default: counted from the cache length).
             labels: task labels (causal LM: ``[batch, seq]`` with -100 ignored).
             past_key_values: a ``ShadowCache`` to extend; ``use_cache=True`` creates one.
-            kwargs: extra base-model arguments (``base_shadow`` mode only).
+                ``cache=`` is the same argument under transformers 5.24's name.
+            return_dict: ``False`` returns ``output.to_tuple()`` (HF's convention).
+            kwargs: extra base-model arguments (``base_shadow`` mode only), e.g.
+                ``output_hidden_states=True`` (the base's ``hidden_states`` are returned).
 
         Returns:
-            A ModelOutput with ``loss``, ``logits``, ``shadow_logits`` and ``past_key_values``.
+            A ModelOutput with ``loss``, ``logits``, ``shadow_logits``, the cache
+            (``past_key_values``) and, in ``base_shadow`` mode, the base's ``hidden_states``
+            and ``attentions`` when requested.
+
+        Raises:
+            ConfigError: the cache is not a ``ShadowCache`` (e.g. a ``DynamicCache``) or lacks
+                the base half that ``base_shadow`` needs.
         """
-        kwargs.pop("return_dict", None)
-        if use_cache is None:
-            use_cache = past_key_values is not None
         if self.inference_mode == "shadow_only":
-            cache = past_key_values
-            if use_cache and cache is None:
-                cache = ShadowCache.for_model(self.peft_model, shadow_only=True)
+            cache = resolve_shadow_cache(
+                past_key_values, cache, use_cache=use_cache, need_base=False,
+                new_cache=lambda: ShadowCache.for_model(self.peft_model, shadow_only=True),
+            )
             shadow_hidden = self.peft_model.shadow_hidden_states(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -207,7 +222,8 @@ class ShadowTaskModel(nn.Module):
             )
             shadow_logits = self._score_shadow(shadow_hidden, attention_mask)
             loss = self._loss(shadow_logits, labels) if labels is not None else None
-            return self._output(loss=loss, logits=shadow_logits, shadow_logits=shadow_logits, cache=cache)
+            out = self._output(loss=loss, logits=shadow_logits, shadow_logits=shadow_logits, cache=cache)
+            return out.to_tuple() if return_dict is False else out
 
         output, shadow_hidden, cache = self.peft_model.forward_with_shadow(
             input_ids=input_ids,
@@ -216,6 +232,7 @@ class ShadowTaskModel(nn.Module):
             inputs_embeds=inputs_embeds,
             past_key_values=past_key_values,
             use_cache=use_cache,
+            cache=cache,
             **kwargs,
         )
         shadow_logits = self._score_shadow(shadow_hidden, attention_mask)
@@ -224,7 +241,10 @@ class ShadowTaskModel(nn.Module):
             loss = self._loss(output.logits, labels)
             if self.shadow_loss_weight:
                 loss = loss + self.shadow_loss_weight * self._loss(shadow_logits, labels)
-        return self._output(loss=loss, logits=output.logits, shadow_logits=shadow_logits, cache=cache)
+        out = self._output(loss=loss, logits=output.logits, shadow_logits=shadow_logits, cache=cache)
+        out.hidden_states = getattr(output, "hidden_states", None)
+        out.attentions = getattr(output, "attentions", None)
+        return out.to_tuple() if return_dict is False else out
 
     # ---- parameters and state ----
     def saved_head_names(self) -> list[str]:
@@ -378,7 +398,7 @@ class ShadowForCausalLM(ShadowTaskModel):
 
     def _output(self, *, loss, logits, shadow_logits, cache):
         return ShadowCausalLMOutputWithPast(
-            loss=loss, logits=logits, shadow_logits=shadow_logits, **{_OUTPUT_CACHE_FIELD: cache}
+            loss=loss, logits=logits, shadow_logits=shadow_logits, **{OUTPUT_CACHE_FIELD: cache}
         )
 
     @property

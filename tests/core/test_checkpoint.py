@@ -213,6 +213,12 @@ def test_deeper_base_reports_missing_slots(tmp_path):
 def test_modules_of_the_other_task_raise(tmp_path):
     model = ShadowForSequenceClassification(get_shadow_model(seq_cls_base("llama"), ShadowConfig()))
     model.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="saved from a SEQ_CLS wrapper"):
+        ShadowForCausalLM.from_pretrained(causal_base("llama"), tmp_path)
+    # a file without task_type (as shadow-peft 0.1.x writes) is caught by its heads
+    config = json.loads((tmp_path / "shadow_config.json").read_text())
+    del config["task_type"]
+    (tmp_path / "shadow_config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="classifier_head"):
         ShadowForCausalLM.from_pretrained(causal_base("llama"), tmp_path)
 
@@ -245,8 +251,9 @@ def test_hub_failure_becomes_checkpoint_error(monkeypatch):
         raise LocalEntryNotFoundError("offline")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(CheckpointError, match="Hugging Face Hub"):
+    with pytest.raises(CheckpointError, match="Hugging Face Hub") as info:
         checkpoint_module.resolve_checkpoint_dir("org/name")
+    assert "'org/name' is not a local folder" in str(info.value)  # a typo in a relative path
 
 
 def test_push_to_hub_uploads_the_checkpoint_files(monkeypatch):
@@ -360,3 +367,19 @@ def test_seed_usage_explicit_projected_shadow_train_save_and_reload(tmp_path):
         clone_base(base), tmp_path / "ckpt", is_trainable=False, inference_mode="base_shadow", shadow_model=again)
     for got, want in zip(outputs(loaded, ids), outputs(model, ids)):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_loading_on_a_differently_named_base_warns(tmp_path, caplog):
+    model = trained_causal("llama")
+    model.peft_model.base_model.config._name_or_path = "org/base-a"
+    model.save_pretrained(tmp_path)
+    other = causal_base("llama")
+    other.config._name_or_path = "org/base-b"
+    with caplog.at_level("WARNING", logger="shadow_edge.checkpoint"):
+        ShadowForCausalLM.from_pretrained(other, tmp_path)
+    assert "'org/base-a'" in caplog.text and "'org/base-b'" in caplog.text
+    caplog.clear()
+    other.config._name_or_path = "/some/cache/base-a"  # same model name from another folder
+    with caplog.at_level("WARNING", logger="shadow_edge.checkpoint"):
+        ShadowForCausalLM.from_pretrained(other, tmp_path)
+    assert caplog.text == ""

@@ -56,8 +56,8 @@ def assert_same(a, b):
         torch.testing.assert_close(x, y, rtol=0, atol=ATOL)
 
 
-def small_shadow(seed=7):
-    return causal_base("qwen3", hidden_size=32, num_hidden_layers=2, seed=seed)
+def small_shadow(seed=7, hidden_size=32):
+    return causal_base("qwen3", hidden_size=hidden_size, num_hidden_layers=2, seed=seed)
 
 
 # ---- theirs written, ours loaded ----
@@ -76,18 +76,21 @@ def test_their_implicit_causal_checkpoint_loads_in_ours(tmp_path, arch, shadow_p
     assert_same(run(ours, ids, mask), run(theirs, ids, mask))
 
 
-def test_their_explicit_causal_checkpoint_with_projection_loads_in_ours(tmp_path, shadow_peft):
+@pytest.mark.parametrize("hidden", [32, 64])  # with a projection, and same size without one
+def test_their_explicit_causal_checkpoint_loads_in_ours(tmp_path, shadow_peft, hidden):
     base = causal_base("qwen3")
     ours_base = clone_base(base)
-    theirs = shadow_peft.ShadowForCausalLM(
-        shadow_peft.get_shadow_model(base, shadow_peft.ShadowConfig(**CONFIG), shadow_model=small_shadow()))
+    theirs = shadow_peft.ShadowForCausalLM(shadow_peft.get_shadow_model(
+        base, shadow_peft.ShadowConfig(**CONFIG), shadow_model=small_shadow(hidden_size=hidden)))
     randomize_all(theirs.peft_model)
     theirs.eval()
     theirs.save_pretrained(tmp_path)
     ids = token_batch(2, 6)
     mask = torch.ones_like(ids)
-    ours = shadow_edge.ShadowForCausalLM.from_pretrained(ours_base, tmp_path, shadow_model=small_shadow(seed=9))
-    assert ours.peft_model.shadow_hidden_projection.weight.shape == (64, 32)
+    ours = shadow_edge.ShadowForCausalLM.from_pretrained(
+        ours_base, tmp_path, shadow_model=small_shadow(seed=9, hidden_size=hidden))
+    projection = ours.peft_model.shadow_hidden_projection
+    assert (projection.weight.shape == (64, 32)) if hidden == 32 else projection is None
     assert_same(run(ours, ids, mask), run(theirs, ids, mask))
 
 
@@ -108,7 +111,7 @@ def test_their_seq_cls_checkpoint_loads_in_ours(tmp_path, shadow_peft):
 
 
 # ---- ours written, theirs loaded ----
-@pytest.mark.parametrize("arch", ["qwen3", "llama"])
+@pytest.mark.parametrize("arch", ["qwen3", "llama", "gpt2"])
 def test_our_implicit_causal_checkpoint_loads_in_theirs(tmp_path, arch, shadow_peft):
     base = causal_base(arch)
     their_base = clone_base(base)
@@ -122,18 +125,19 @@ def test_our_implicit_causal_checkpoint_loads_in_theirs(tmp_path, arch, shadow_p
     assert_same(run(theirs, ids, mask), run(ours, ids, mask))
 
 
-def test_our_explicit_causal_checkpoint_with_projection_loads_in_theirs(tmp_path, shadow_peft):
+@pytest.mark.parametrize("hidden", [32, 64])
+def test_our_explicit_causal_checkpoint_loads_in_theirs(tmp_path, shadow_peft, hidden):
     base = causal_base("qwen3")
     their_base = clone_base(base)
-    ours = shadow_edge.ShadowForCausalLM(
-        shadow_edge.get_shadow_model(base, shadow_edge.ShadowConfig(**CONFIG), shadow_model=small_shadow()))
+    ours = shadow_edge.ShadowForCausalLM(shadow_edge.get_shadow_model(
+        base, shadow_edge.ShadowConfig(**CONFIG), shadow_model=small_shadow(hidden_size=hidden)))
     randomize_all(ours.peft_model)
     ours.eval()
     ours.save_pretrained(tmp_path)
     ids = token_batch(2, 6)
     mask = torch.ones_like(ids)
     theirs = shadow_peft.ShadowForCausalLM.from_pretrained(
-        their_base, str(tmp_path), shadow_model=small_shadow(seed=9)).eval()
+        their_base, str(tmp_path), shadow_model=small_shadow(seed=9, hidden_size=hidden)).eval()
     assert_same(run(theirs, ids, mask), run(ours, ids, mask))
 
 
@@ -150,3 +154,45 @@ def test_our_seq_cls_checkpoint_loads_in_theirs(tmp_path, shadow_peft):
     mask = torch.ones_like(ids)
     theirs = shadow_peft.ShadowForSequenceClassification.from_pretrained(their_base, str(tmp_path)).eval()
     assert_same(run(theirs, ids, mask), run(ours, ids, mask))
+
+
+def test_our_gpt2_file_carries_the_unused_wte_key_theirs_expects(tmp_path):
+    """Theirs keeps GPT-2's `wte` in an implicit shadow and loads strictly; ours writes the
+    base's table under that key (ours drops it on load: the shadow is fed the base's)."""
+    from safetensors.torch import load_file
+
+    base = causal_base("gpt2")
+    ours = shadow_edge.ShadowForCausalLM(shadow_edge.get_shadow_model(base, shadow_edge.ShadowConfig(**CONFIG)))
+    ours.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "shadow_adapter.safetensors")
+    assert torch.equal(saved["shadow_model.wte.weight"], base.transformer.wte.weight)
+    assert "shadow_model.wte.weight" not in ours.state_dict()
+    llama = shadow_edge.ShadowForCausalLM(shadow_edge.get_shadow_model(causal_base("llama"), shadow_edge.ShadowConfig()))
+    llama.save_pretrained(tmp_path / "llama")
+    assert not any("embed_tokens" in k for k in load_file(tmp_path / "llama" / "shadow_adapter.safetensors"))
+
+
+def tiny_opt(seed=0):
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    return tf.OPTForCausalLM(tf.OPTConfig(
+        vocab_size=256, hidden_size=32, num_hidden_layers=3, ffn_dim=64, num_attention_heads=4,
+        word_embed_proj_dim=32, max_position_embeddings=64, dropout=0.0)).eval()
+
+
+def test_nested_decoder_layout_opt_round_trips_both_ways(tmp_path, shadow_peft):
+    """model.decoder.layers: both packages keep the unused decoder.embed_tokens key."""
+    ids = token_batch(2, 5)
+    mask = torch.ones_like(ids)
+    ours = shadow_edge.ShadowForCausalLM(shadow_edge.get_shadow_model(tiny_opt(), shadow_edge.ShadowConfig(**CONFIG)))
+    randomize_all(ours.peft_model)
+    ours.eval().save_pretrained(tmp_path / "ours")
+    theirs = shadow_peft.ShadowForCausalLM.from_pretrained(tiny_opt(), str(tmp_path / "ours")).eval()
+    assert_same(run(theirs, ids, mask), run(ours, ids, mask))
+
+    theirs = shadow_peft.ShadowForCausalLM(shadow_peft.get_shadow_model(tiny_opt(), shadow_peft.ShadowConfig(**CONFIG)))
+    randomize_all(theirs.peft_model)
+    theirs.eval().save_pretrained(tmp_path / "theirs")
+    ours = shadow_edge.ShadowForCausalLM.from_pretrained(tiny_opt(), tmp_path / "theirs")
+    assert_same(run(ours, ids, mask), run(theirs, ids, mask))

@@ -94,3 +94,9 @@ def test_corrupt_json_raises_checkpoint_error(tmp_path):
     (tmp_path / "shadow_config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         ShadowConfig.from_pretrained(tmp_path)
+
+
+def test_null_modules_to_save_means_none(tmp_path):
+    (tmp_path / "shadow_config.json").write_text('{"modules_to_save": null, "num_shadow_layers": 2}')
+    config = ShadowConfig.from_pretrained(tmp_path)
+    assert config.modules_to_save == [] and config.num_shadow_layers == 2

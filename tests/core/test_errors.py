@@ -101,3 +101,32 @@ def test_generate_rejects_a_1d_prompt():
     model = ShadowForCausalLM(get_shadow_model(causal_base("llama"), ShadowConfig()))
     with pytest.raises(ValueError, match="batch"):
         model.generate(token_batch(1, 4)[0], max_new_tokens=2)
+
+
+def test_checkpoint_of_the_other_task_names_the_right_class(tmp_path):
+    from shadow_edge import ShadowForSequenceClassification
+    from tests.core.shadow_helpers import seq_cls_base
+
+    saved_checkpoint(tmp_path / "causal")
+    with pytest.raises(CheckpointError, match="ShadowForCausalLM.from_pretrained") as info:
+        ShadowForSequenceClassification.from_pretrained(seq_cls_base("llama"), tmp_path / "causal")
+    assert "CAUSAL_LM" in str(info.value) and "ShadowPeftModel.from_pretrained" in str(info.value)
+    ShadowForSequenceClassification(get_shadow_model(seq_cls_base("llama"), ShadowConfig())).save_pretrained(
+        tmp_path / "cls")
+    with pytest.raises(CheckpointError, match="ShadowForSequenceClassification.from_pretrained"):
+        load_shadow_checkpoint(tmp_path / "cls", base=causal_base("llama"), task="text-generation")
+    # the adapter alone still loads for another task
+    peft = ShadowPeftModel.from_pretrained(seq_cls_base("llama"), tmp_path / "causal")
+    assert ShadowForSequenceClassification(peft)(input_ids=token_batch(1, 4)).logits.shape == (1, 3)
+
+
+def test_a_dict_instead_of_a_shadow_config():
+    with pytest.raises(ConfigError, match="ShadowConfig.from_dict"):
+        get_shadow_model(causal_base("llama"), {"num_shadow_layers": 1})
+
+
+def test_wrapping_a_shadow_model_again():
+    peft = get_shadow_model(causal_base("llama"), ShadowConfig())
+    for wrapped in (peft, ShadowForCausalLM(peft)):
+        with pytest.raises(ConfigError, match="already carries a shadow adapter"):
+            get_shadow_model(wrapped, ShadowConfig())

@@ -94,10 +94,13 @@ def test_generation_stops_at_eos_and_pads_finished_rows():
 
 def test_defaults_come_from_the_generation_config():
     model = trained_model("llama")
-    model.peft_model.base_model.generation_config.eos_token_id = 2
-    out = model.generate(token_batch(1, 4), max_new_tokens=40)
-    new = out[0, 4:].tolist()
-    assert 2 not in new[:-1]  # nothing after the first EOS but the stop
+    ids = token_batch(1, 4)
+    free = model.generate(ids, max_new_tokens=8, eos_token_id=[])
+    stop = int(free[0, 4 + 2])
+    first = int((free[0, 4:] == stop).nonzero()[0])  # the id may occur earlier
+    model.peft_model.base_model.generation_config.eos_token_id = stop
+    out = model.generate(ids, max_new_tokens=8)
+    assert torch.equal(out, free[:, : 4 + first + 1])  # stopped right after the first EOS
 
 
 def test_sampling_is_reproducible_with_a_generator_and_uses_hf_warpers():
@@ -134,3 +137,93 @@ def test_seed_style_call_with_tokenizer_outputs():
     model = trained_model("gemma")
     inputs = {"input_ids": token_batch(1, 5), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
     assert model.generate(**inputs, use_cache=False, max_new_tokens=4, eos_token_id=[]).shape == (1, 9)
+
+
+class TestCacheArguments:
+    def test_peft_model_forward_returns_a_shadow_cache_that_continues_decoding(self):
+        model = trained_model("qwen3")
+        peft = model.peft_model
+        ids = token_batch(2, 9)
+        full = peft(input_ids=ids).logits
+        first = peft(input_ids=ids[:, :6], use_cache=True)
+        cache = first.past_key_values
+        assert isinstance(cache, ShadowCache) and cache.get_seq_length() == 6
+        step = peft(input_ids=ids[:, 6:], past_key_values=cache, attention_mask=torch.ones_like(ids))
+        torch.testing.assert_close(step.logits, full[:, 6:], rtol=1e-4, atol=1e-5)
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_cache_is_accepted_under_transformers_new_name(self, mode):
+        model = trained_model("llama")
+        model.set_inference_mode(mode)
+        ids = token_batch(2, 8)
+        full = model(input_ids=ids)
+        cache = model(input_ids=ids[:, :5], use_cache=True).past_key_values
+        step = model(input_ids=ids[:, 5:], cache=cache, attention_mask=torch.ones_like(ids))
+        assert cache.get_seq_length() == 8
+        torch.testing.assert_close(step.logits, full.logits[:, 5:], rtol=1e-4, atol=1e-5)
+
+    @pytest.mark.parametrize("bad", ["dynamic", "legacy"])
+    @pytest.mark.parametrize("mode", MODES)
+    def test_a_plain_hf_cache_is_refused_with_the_fix(self, mode, bad):
+        from transformers import DynamicCache
+
+        from shadow_edge import ConfigError
+
+        model = trained_model("llama")
+        model.set_inference_mode(mode)
+        cache = DynamicCache() if bad == "dynamic" else ((torch.zeros(1, 2, 3, 16),) * 2,)
+        with pytest.raises(ConfigError, match="ShadowCache") as info:
+            model(input_ids=token_batch(1, 3), past_key_values=cache)
+        assert "use_cache=True" in str(info.value)
+
+    def test_shadow_only_cache_is_refused_in_base_shadow_mode(self):
+        from shadow_edge import ConfigError
+
+        model = trained_model("llama")
+        with pytest.raises(ConfigError, match="no base half"):
+            model(input_ids=token_batch(1, 3), past_key_values=ShadowCache.for_model(model.peft_model, shadow_only=True))
+
+    def test_return_dict_false_and_hidden_states(self):
+        model = trained_model("gpt2")
+        ids = token_batch(1, 4)
+        out = model(input_ids=ids, labels=ids, output_hidden_states=True)
+        assert len(out.hidden_states) == 5 and out.hidden_states[-1].shape == (1, 4, 64)
+        as_tuple = model(input_ids=ids, labels=ids, return_dict=False)
+        assert isinstance(as_tuple, tuple)
+        torch.testing.assert_close(as_tuple[0], out.loss)
+        torch.testing.assert_close(as_tuple[1], out.logits)
+
+
+class TestHFStyleArguments:
+    def test_generation_config_max_length_and_num_beams_1(self):
+        from transformers import GenerationConfig
+
+        model = trained_model("llama")
+        ids = token_batch(2, 6)
+        reference = model.generate(ids, max_new_tokens=4, eos_token_id=[])
+        config = GenerationConfig(max_new_tokens=4, eos_token_id=[], pad_token_id=0)
+        assert torch.equal(model.generate(ids, generation_config=config), reference)
+        assert torch.equal(model.generate(ids, max_length=9, eos_token_id=[], num_beams=1), reference[:, :9])
+        # explicit arguments win over the config; a max_length-only config counts the prompt
+        assert model.generate(ids, generation_config=config, max_new_tokens=2).shape == (2, 8)
+        assert model.generate(ids, generation_config=GenerationConfig(max_length=7, eos_token_id=[])).shape == (2, 7)
+        # decoder-only models ignore token_type_ids, as transformers' generate does
+        assert torch.equal(model.generate(ids, token_type_ids=torch.zeros_like(ids), max_new_tokens=4,
+                                          eos_token_id=[]), reference)
+
+    def test_unsupported_arguments_are_named(self):
+        from shadow_edge import ConfigError
+
+        model = trained_model("llama")
+        ids = token_batch(1, 4)
+        with pytest.raises(ConfigError, match="num_beams=4"):
+            model.generate(ids, num_beams=4)
+        with pytest.raises(ConfigError, match=r"\['inputs_embeds', 'streamer'\]"):
+            model.generate(ids, streamer=object(), inputs_embeds=torch.zeros(1, 4, 64))
+        with pytest.raises(ConfigError, match=">= 0"):
+            model.generate(ids, max_new_tokens=-1)
+
+    def test_max_new_tokens_0_returns_the_prompt(self):
+        model = trained_model("qwen3")
+        ids, mask = left_padded_batch()
+        assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=0), ids)

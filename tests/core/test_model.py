@@ -224,3 +224,68 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 def test_shadow_peft_model_is_the_class_returned():
     assert isinstance(get_shadow_model(causal_base("gemma"), ShadowConfig()), ShadowPeftModel)
+
+
+def test_two_threads_on_one_model_do_not_see_each_others_pass():
+    """Why: the pass hooks live on the shared base layers while a forward runs. A barrier in
+    layer 0 holds both threads inside their passes at once, so any leak would show."""
+    import threading
+
+    model = get_shadow_model(causal_base("llama"), ShadowConfig(dropout=0.0)).eval()
+    randomize_adapter(model)
+    inputs = [token_batch(1, 5, seed=s) for s in (1, 2)]
+    with torch.no_grad():
+        expected = [model(input_ids=ids).logits for ids in inputs]
+    barrier = threading.Barrier(2, timeout=30)
+
+    def wait_for_the_other_thread(module, args, output):
+        barrier.wait()
+
+    handle = model.decoder_layers[0].register_forward_hook(wait_for_the_other_thread)
+    results, errors = [None, None], []
+
+    def run(i):
+        try:
+            with torch.no_grad():
+                results[i] = model(input_ids=inputs[i]).logits
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handle.remove()
+    assert errors == []
+    for got, want in zip(results, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert all(not layer._forward_pre_hooks and not layer._forward_hooks for layer in model.decoder_layers)
+
+
+def test_plain_base_in_another_thread_is_untouched_while_a_pass_is_open():
+    import threading
+
+    model = get_shadow_model(causal_base("qwen3"), ShadowConfig(dropout=0.0)).eval()
+    randomize_adapter(model)
+    reference = clone_base(model.base_model)
+    ids = token_batch(1, 5)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(module, args, output):
+        if threading.current_thread() is not threading.main_thread():
+            inside.set()
+            release.wait(30)
+
+    handle = model.decoder_layers[0].register_forward_hook(hold)
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("adapted", model(input_ids=ids).logits))
+    with torch.no_grad():
+        worker.start()
+        assert inside.wait(30)  # the worker's pass hooks are on the layers now
+        plain = model.base_model(input_ids=ids).logits
+        release.set()
+        worker.join()
+        handle.remove()
+        torch.testing.assert_close(plain, reference(input_ids=ids).logits, rtol=0, atol=0)
+        torch.testing.assert_close(result["adapted"], model(input_ids=ids).logits, rtol=0, atol=1e-6)

@@ -273,6 +273,28 @@ class TestSaveLoad:
             AutoModelForCausalLMWithHiddenProjection.from_pretrained(tmp_path)
         assert "lm_head.weight" in str(info.value) and "extra.weight" in str(info.value)
 
+    def test_weight_shapes_that_do_not_fit_the_config_name_key_and_shapes(self, tmp_path):
+        # Why: transformers raises a bare RuntimeError pointing at a log report.
+        wrapped, _ = _wrapped("llama")
+        wrapped.save_pretrained(tmp_path)
+        config = json.loads((tmp_path / "config.json").read_text())
+        hidden = config["base_hidden_size"]
+        config["base_hidden_size"] = hidden - 16
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        for load in (AutoModelForCausalLMWithHiddenProjection.from_pretrained,
+                     tf.AutoModelForCausalLM.from_pretrained):
+            with pytest.raises(CheckpointError) as info:
+                load(tmp_path)
+            message = str(info.value)
+            assert f"shadow_hidden_projection.weight is ({hidden}, " in message
+            assert f"in the checkpoint but ({hidden - 16}, " in message
+            assert "base_hidden_size" in message
+        # asking transformers to ignore mismatches is honoured (those weights stay random)
+        model, info = AutoModelForCausalLMWithHiddenProjection.from_pretrained(
+            tmp_path, ignore_mismatched_sizes=True, output_loading_info=True)
+        assert model.shadow_hidden_projection.weight.shape[0] == hidden - 16
+        assert {key for key, *_ in info["mismatched_keys"]} == {"shadow_hidden_projection.weight", "lm_head.weight"}
+
     def test_config_without_backbone_is_refused(self):
         with pytest.raises(ConfigError, match="shadow_model_class"):
             AutoModelForCausalLMWithHiddenProjection(

@@ -208,3 +208,18 @@ def test_wrapper_exposes_hf_like_attributes():
     assert model.device == torch.device("cpu") and model.dtype == torch.float32
     assert model.generation_config.eos_token_id == 2
     assert model.supports_gradient_checkpointing
+
+
+@pytest.mark.parametrize("mode", ["base_shadow", "shadow_only"])
+def test_labels_without_any_target_give_zero_loss_not_nan(mode):
+    """Why: an all -100 batch (or 1-token rows) would otherwise put NaN into AdamW's state."""
+    model = causal_model("llama", dropout=0.0)
+    model.set_inference_mode(mode)
+    randomize_adapter(model.peft_model)
+    ids = token_batch(2, 5)
+    for labels, inputs in ((torch.full_like(ids, -100), ids), (ids[:, :1], ids[:, :1])):
+        loss = model(input_ids=inputs, labels=labels).loss
+        assert loss.item() == 0.0 and loss.requires_grad
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() and not g.any() for g in grads)
