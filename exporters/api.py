@@ -1,0 +1,282 @@
+"""The export pipeline as plain functions (the CLI calls these).
+
+``export`` runs the stages load -> fold -> export -> quantize -> verify -> write and reports
+each to the optional ``progress(stage, info)`` callback. Everything is written into a
+temporary sibling of the output folder and renamed into place only after the parity gate
+passed; any failure leaves neither the output nor the temporary folder behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shadow_edge.errors import ConfigError
+
+from . import onnx as onnx_export
+from . import package
+from . import quantize as quantize_module
+from . import verify as verify_module
+from .detach import Detached, detach, notify
+from .spec import TEXT_GENERATION
+from .verify import PRECISIONS, ParityReport
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, dict], None]
+STAGES = ("load", "fold", "export", "quantize", "verify", "write")
+MODEL_FILE = onnx_export.MODEL_FILE
+MANIFEST_FILE = "shadow_edge.json"
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export` produced: the folder, its manifest (a dict) and the parity report
+    (``None`` with ``verify=False``). ``files`` maps file names to sizes in bytes."""
+
+    output_dir: Path
+    manifest: dict
+    parity: ParityReport | None
+    files: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def model_path(self) -> Path:
+        return self.output_dir / MODEL_FILE
+
+
+def load(checkpoint, *, base=None, task: str | None = None,
+         trust_remote_code: bool = False, progress: Progress | None = None) -> Detached:
+    """The ``load`` and ``fold`` stages of :func:`export`: :func:`exporters.detach.detach`."""
+    return detach(checkpoint, base=base, task=task, trust_remote_code=trust_remote_code,
+                  progress=progress)
+
+
+def export_onnx(checkpoint, output_path, *, base=None, task: str | None = None,
+                opset: int | None = None, external_data: bool | None = None,
+                trust_remote_code: bool = False) -> onnx_export.OnnxExport:
+    """Detach ``checkpoint`` and write one fp32 ONNX file (no folder, no gate).
+
+    ``checkpoint`` is anything :func:`exporters.detach.detach` accepts, or a
+    :class:`~exporters.detach.Detached`.
+    """
+    detached = checkpoint if isinstance(checkpoint, Detached) else load(
+        checkpoint, base=base, task=task, trust_remote_code=trust_remote_code)
+    return onnx_export.export_onnx(detached.model, output_path, opset=opset,
+                                   external_data=external_data)
+
+
+def quantize(onnx_path, output_path, precision: str, *, keep_embeddings: bool = False,
+             external_data: bool | None = None) -> Path:
+    """Quantize an fp32 ONNX file to ``"int8"`` or ``"int4"`` (see ``exporters.quantize``)."""
+    return quantize_module.quantize(onnx_path, output_path, precision,
+                                    keep_embeddings=keep_embeddings, external_data=external_data)
+
+
+def _special_ids(detached: Detached) -> tuple:
+    tokens = detached.tokens
+    return tuple(i for i in (*tokens.eos_token_id, tokens.pad_token_id, tokens.bos_token_id)
+                 if i is not None)
+
+
+def verify(onnx_path, checkpoint, *, precision: str | None = None, base=None,
+           task: str | None = None, raise_on_failure: bool = True,
+           trust_remote_code: bool = False) -> ParityReport:
+    """Parity-check an ONNX file or export folder against its torch source.
+
+    ``onnx_path`` may be an export folder (task and precision come from its manifest) or a
+    ``.onnx`` file. ``checkpoint`` is the source (path, model or :class:`Detached`).
+
+    Raises:
+        ParityError: a check failed and ``raise_on_failure`` (``error.report`` has details).
+    """
+    path = Path(onnx_path)
+    if path.is_dir():
+        from runtime.manifest import read_manifest
+
+        manifest = read_manifest(path)
+        path = path / manifest.model_file
+        precision = precision or manifest.precision
+        task = task or manifest.task
+    detached = checkpoint if isinstance(checkpoint, Detached) else load(
+        checkpoint, base=base, task=task, trust_remote_code=trust_remote_code)
+    return _verify(path, detached, precision or "fp32", raise_on_failure=raise_on_failure)
+
+
+def _verify(path: Path, detached: Detached, precision: str, *,
+            raise_on_failure: bool = True) -> ParityReport:
+    return verify_module.verify(
+        path, detached.reference, task=detached.task, precision=precision,
+        vocab_size=int(detached.model.config.vocab_size),
+        pad_token_id=detached.tokens.pad_token_id, special_ids=_special_ids(detached),
+        raise_on_failure=raise_on_failure,
+    )
+
+
+def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision: str,
+              ort_file: str | None, folder: Path, parity: ParityReport | None,
+              no_verify_reason: str | None) -> dict:
+    dims = detached.model.dims()
+    files = {}
+    for file in sorted(folder.iterdir()):
+        if file.is_file() and file.name != MANIFEST_FILE:
+            files[file.name] = {"bytes": file.stat().st_size, "sha256": package.sha256_file(file)}
+    id2label = detached.model.id2label
+    manifest = {
+        "format": "shadow-edge",
+        "format_version": 1,
+        "task": detached.task,
+        "model_file": MODEL_FILE,
+        "ort_model_file": ort_file,
+        "precision": precision,
+        "opset": exported.opset,
+        "inputs": [s.to_dict() for s in exported.inputs],
+        "outputs": [s.to_dict() for s in exported.outputs],
+        "model": {
+            "architecture": dims.architecture, "num_layers": dims.num_layers,
+            "num_key_value_heads": dims.num_key_value_heads, "head_dim": dims.head_dim,
+            "hidden_size": dims.hidden_size, "vocab_size": dims.vocab_size,
+            "max_position_embeddings": dims.max_position_embeddings,
+            "num_labels": dims.num_labels,
+            "id2label": {str(k): v for k, v in sorted(id2label.items())} if id2label else None,
+        },
+        "tokens": {"eos_token_id": detached.tokens.eos_token_id,
+                   "pad_token_id": detached.tokens.pad_token_id,
+                   "bos_token_id": detached.tokens.bos_token_id},
+        "source": {"checkpoint": detached.checkpoint,
+                   "checkpoint_sha256": package.checkpoint_sha256(detached.checkpoint),
+                   "base": detached.base, "kind": detached.kind},
+        "detach": {"parameters": detached.parameters, "bytes": detached.bytes,
+                   "fold_max_rel_diff": detached.fold_max_rel_diff},
+        "files": files,
+        "tool_versions": package.tool_versions(),
+        "verified": parity is not None and parity.passed,
+        "parity": parity.to_dict() if parity is not None else None,
+    }
+    if no_verify_reason:
+        manifest["verified_reason"] = no_verify_reason
+    return manifest
+
+
+def export(checkpoint, output_dir, *, base=None, task: str | None = None,
+           precision: str = "fp32", int4_keep_embeddings: bool = False, ort: bool = False,
+           opset: int | None = None, force: bool = False, verify: bool = True,
+           progress: Progress | None = None, external_data: bool | None = None,
+           trust_remote_code: bool = False) -> ExportResult:
+    """Detach, export, quantize, verify and package ``checkpoint`` into ``output_dir``.
+
+    Args:
+        checkpoint: ShadowPEFT adapter folder, HF model folder (incl. the projected LM), or
+            an in-memory ShadowFor* / HF model.
+        output_dir: the export folder to create (layout: docs/DESIGN.md).
+        base: base model path/id or model, for adapters that do not record theirs.
+        task: ``"text-generation"`` or ``"text-classification"``; default from the checkpoint.
+        precision: ``"fp32"``, ``"int8"`` or ``"int4"``.
+        int4_keep_embeddings: keep the embedding table in fp32 for int4.
+        ort: also write ``model.ort`` + ``model.required_operators.config``.
+        opset: ONNX opset (default 18).
+        force: replace an existing ``output_dir`` (atomically).
+        verify: run the parity gate (``False``: manifest says ``verified: false`` and why).
+        progress: ``callback(stage, info)`` for stages load/fold/export/quantize/verify/write.
+        external_data: force (True) / forbid (False) ``model.onnx.data``; default by size.
+
+    Raises:
+        ConfigError: bad precision/task/option combination.
+        CheckpointError: the checkpoint or base cannot be loaded.
+        ExportError: the output exists (without force) or is not writable; export failed.
+        ParityError: the parity gate failed (nothing is written).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
+    if int4_keep_embeddings and precision != "int4":
+        raise ConfigError("--int4-keep-embeddings needs --int4 (precision='int4')")
+    if opset is not None and opset < onnx_export.MIN_OPSET:
+        raise ConfigError(f"opset {opset} is too old for the torch dynamo exporter; use "
+                          f"--opset {onnx_export.MIN_OPSET} or newer")
+    output = package.check_output(output_dir, force=force)
+    detached = load(checkpoint, base=base, task=task, trust_remote_code=trust_remote_code,
+                    progress=progress)
+    with package.staged_output(output, force=force) as staging:
+        work = staging / ".work"
+        fp32_dir = staging if precision == "fp32" else work
+        notify(progress, "export", opset=opset, external_data=external_data)
+        exported = onnx_export.export_onnx(detached.model, fp32_dir / MODEL_FILE, opset=opset,
+                                           external_data=external_data)
+        if precision != "fp32":
+            notify(progress, "quantize", precision=precision,
+                    keep_embeddings=int4_keep_embeddings)
+            quantize_module.quantize(exported.path, staging / MODEL_FILE, precision,
+                                     keep_embeddings=int4_keep_embeddings,
+                                     external_data=exported.external_data)
+            shutil.rmtree(work)
+        parity = None
+        if verify:
+            notify(progress, "verify", precision=precision)
+            parity = _verify(staging / MODEL_FILE, detached, precision)
+        notify(progress, "write", output_dir=str(output), ort=ort)
+        ort_file = None
+        if ort:
+            ort_file = quantize_module.convert_to_ort(staging / MODEL_FILE)[0].name
+        package.write_model_config(detached.model.config, staging,
+                                   id2label=detached.model.id2label)
+        if detached.task == TEXT_GENERATION:
+            package.write_generation_config(detached.asset_dirs, staging, detached.tokens)
+        package.copy_tokenizer(detached.asset_dirs, staging)
+        manifest = _manifest(detached, exported, precision=precision, ort_file=ort_file,
+                             folder=staging, parity=parity,
+                             no_verify_reason=None if verify else
+                             "exported with --no-verify: the parity gate was skipped")
+        package.write_manifest(staging, manifest)
+        files = {f.name: f.stat().st_size for f in sorted(staging.iterdir()) if f.is_file()}
+    logger.info("export written to %s", output)
+    return ExportResult(output_dir=output, manifest=manifest, parity=parity, files=files)
+
+
+def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: bool = False,
+                    checkpoint=None, base=None, force: bool = False,
+                    trust_remote_code: bool = False) -> ExportResult:
+    """Quantize an existing fp32 export folder into a new folder (no torch export needed).
+
+    The side files are copied, ``model.onnx`` is replaced by its ``precision`` version and
+    the manifest is updated. With ``checkpoint`` (the export's source) the parity gate runs;
+    without it the manifest says ``verified: false`` and why.
+
+    Raises:
+        ConfigError: the folder is not an fp32 export, or a bad precision.
+        ExportError / ParityError: as :func:`export`.
+    """
+    from runtime.manifest import read_manifest
+
+    source = Path(export_dir)
+    manifest = read_manifest(source).to_dict()
+    if manifest["precision"] != "fp32" or manifest.get("ort_model_file"):
+        raise ConfigError(f"{source} is a {manifest['precision']} export; quantize_export needs "
+                          "a plain fp32 export folder (re-export with precision='fp32')")
+    detached = None
+    if checkpoint is not None:
+        detached = checkpoint if isinstance(checkpoint, Detached) else load(
+            checkpoint, base=base, task=manifest["task"], trust_remote_code=trust_remote_code)
+    output = package.check_output(output_dir, force=force)
+    with package.staged_output(output, force=force) as staging:
+        for file in source.iterdir():
+            if file.is_file() and file.name not in (MANIFEST_FILE, MODEL_FILE, MODEL_FILE + ".data"):
+                shutil.copyfile(file, staging / file.name)
+        quantize_module.quantize(source / MODEL_FILE, staging / MODEL_FILE, precision,
+                                 keep_embeddings=keep_embeddings,
+                                 external_data=(source / (MODEL_FILE + ".data")).exists())
+        parity = _verify(staging / MODEL_FILE, detached, precision) if detached else None
+        manifest.update(precision=precision, verified=parity is not None and parity.passed,
+                        parity=parity.to_dict() if parity is not None else None)
+        if parity is None:
+            manifest["verified_reason"] = (f"quantized from the fp32 export {source} without a "
+                                           "torch reference; run `shadow-edge verify`")
+        else:
+            manifest.pop("verified_reason", None)
+        manifest["files"] = {
+            f.name: {"bytes": f.stat().st_size, "sha256": package.sha256_file(f)}
+            for f in sorted(staging.iterdir()) if f.is_file()}
+        package.write_manifest(staging, manifest)
+        files = {f.name: f.stat().st_size for f in sorted(staging.iterdir()) if f.is_file()}
+    return ExportResult(output_dir=output, manifest=manifest, parity=parity, files=files)

@@ -1,0 +1,151 @@
+"""The detached shadow as a torch module: backbone -> (projection) -> head.
+
+This is the model that goes to the edge (FORMAT.md, "shadow_only" mode, step 6). It is a
+plain ``nn.Module`` so it can be traced by ``torch.onnx.export`` and used as a torch
+reference. Positions follow DESIGN.md: ``position_ids = cumsum(attention_mask) - 1``,
+clipped at 0 on padding, so left padding gives the same logits as the unpadded row.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, ModelDims, architecture_spec
+
+logger = logging.getLogger(__name__)
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``cumsum(attention_mask) - 1`` clipped at 0: int64 [batch, total_sequence_length]."""
+    mask = attention_mask.to(torch.int64)
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-padding token per row, for left or right padding: int64 [batch].
+
+    Computed as ``max(arange(seq) * mask)`` (ONNX: Mul + ReduceMax on int64, no ArgMax), so a
+    fully padded row pools position 0.
+    """
+    mask = attention_mask.to(torch.int64)
+    positions = torch.arange(mask.shape[-1], dtype=torch.int64, device=mask.device)
+    return (positions * mask).amax(dim=-1)
+
+
+def pool_last_token(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, seq, hidden] -> [batch, hidden] at :func:`last_token_index` (GatherElements)."""
+    index = last_token_index(attention_mask)
+    index = index.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+    return torch.gather(hidden, 1, index).squeeze(1)
+
+
+def cache_argument(backbone: nn.Module) -> str:
+    """The backbone's cache keyword: ``cache`` (transformers >= 5.24) or ``past_key_values``."""
+    parameters = inspect.signature(backbone.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Special token ids written to generation_config.json and the manifest."""
+
+    eos_token_id: list[int]
+    pad_token_id: int | None
+    bos_token_id: int | None
+
+
+class DetachedShadow(nn.Module):
+    """Shadow-only model: ``head(projection(backbone(input_ids).last_hidden_state))``.
+
+    Args:
+        backbone: an HF base model with its input embeddings (e.g. ``LlamaModel``).
+        head: ``nn.Linear(H, V)`` (causal LM) or ``nn.Linear(H, num_labels)`` (classifier).
+        task: ``"text-generation"`` or ``"text-classification"``.
+        projection: bias-free ``nn.Linear(Hs, H)`` or ``None``; :func:`exporters.detach.fold`
+            folds it into the head.
+        id2label: class names for classification.
+
+    ``forward(input_ids, attention_mask, position_ids=None, cache=None)`` returns
+    ``(logits, cache)``: logits float32 [batch, seq, V] for text-generation, [batch,
+    num_labels] pooled at the last non-padding token for text-classification.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Linear,
+        *,
+        task: str,
+        projection: nn.Linear | None = None,
+        id2label: dict[int, str] | None = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.projection = projection
+        self.head = head
+        self.task = task
+        self.id2label = dict(id2label) if id2label else None
+        self._cache_arg = cache_argument(backbone)
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    @property
+    def num_labels(self) -> int | None:
+        return self.head.out_features if self.task == TEXT_CLASSIFICATION else None
+
+    def dims(self) -> ModelDims:
+        """Sizes for the I/O spec; ``vocab_size`` is the head's output size for a causal LM
+        (a projected shadow predicts the base vocabulary)."""
+        dims = architecture_spec(self.config).dims(self.config, num_labels=self.num_labels)
+        if self.task == TEXT_GENERATION:
+            dims = replace(dims, vocab_size=int(self.head.out_features))
+        return dims
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None):
+        if attention_mask is None:
+            past = cache.get_seq_length() if cache is not None else 0
+            attention_mask = torch.ones(
+                input_ids.shape[0], past + input_ids.shape[1], dtype=torch.int64,
+                device=input_ids.device,
+            )
+        if position_ids is None:
+            position_ids = positions_from_mask(attention_mask)[:, -input_ids.shape[1]:]
+        kwargs = {self._cache_arg: cache} if cache is not None else {}
+        out = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            use_cache=cache is not None, **kwargs,
+        )
+        hidden = out.last_hidden_state
+        if self.projection is not None:
+            hidden = self.projection(hidden)
+        if self.task == TEXT_CLASSIFICATION:
+            hidden = pool_last_token(hidden, attention_mask)
+        return self.head(hidden), out.past_key_values
+
+    @torch.no_grad()
+    def logits(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
+        """Full-recompute logits (no cache), the torch reference for parity."""
+        return self(input_ids, attention_mask, position_ids)[0]
+
+    def parameter_count(self) -> tuple[int, int]:
+        """(parameters, bytes) over unique tensors (tied weights counted once)."""
+        seen: set[int] = set()
+        count = size = 0
+        for parameter in self.parameters():
+            key = parameter.data_ptr()
+            if key in seen:
+                continue
+            seen.add(key)
+            count += parameter.numel()
+            size += parameter.numel() * parameter.element_size()
+        return count, size
+
+
+TASKS = (TEXT_GENERATION, TEXT_CLASSIFICATION)

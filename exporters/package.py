@@ -1,0 +1,198 @@
+"""Write an export folder atomically: stage everything in a temporary sibling, then rename.
+
+- An existing output is refused unless ``force=True`` (CLI ``--force``); with force it is
+  swapped out (old folder renamed aside, new one renamed in, old one removed), so readers
+  never see a half-written folder.
+- The temporary folder is removed on any failure, so a failed export leaves nothing behind.
+
+Also writes the side files of the layout in ``docs/DESIGN.md``: config.json,
+generation_config.json, tokenizer files and the ``shadow_edge.json`` manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from shadow_edge.errors import ExportError
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+    "added_tokens.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model",
+)
+GENERATION_CONFIG = "generation_config.json"
+
+
+def check_output(output_dir: str | Path, *, force: bool = False) -> Path:
+    """Fail fast (before any work) when ``output_dir`` cannot be written.
+
+    Raises:
+        ExportError: the output exists without ``force``, is a file, or its parent is not a
+            writable folder.
+    """
+    output = Path(output_dir).absolute()
+    if output.exists() and not force:
+        raise ExportError(f"output folder {output} already exists; pass --force (force=True) "
+                          "to replace it, or choose another folder")
+    if output.exists() and not output.is_dir():
+        raise ExportError(f"output path {output} is a file, not a folder; choose a folder path")
+    parent = output.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot create the output folder {output}: {existing} is not a "
+                          "writable folder; choose a writable output path")
+    return output
+
+
+@contextlib.contextmanager
+def staged_output(output_dir: str | Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``output_dir``; move it into place on success.
+
+    On an exception inside the block the temporary folder is deleted and the exception
+    re-raised; the previous output (with ``force``) is left untouched.
+    """
+    output = check_output(output_dir, force=force)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+    except OSError as error:
+        raise ExportError(f"cannot write next to {output}: {error}; choose a writable output "
+                          "path") from error
+    try:
+        yield staging
+        _swap_into_place(staging, output, force=force)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(staging: Path, output: Path, *, force: bool) -> None:
+    if not output.exists():
+        os.rename(staging, output)
+        return
+    if not force:  # created by someone else while we worked
+        raise ExportError(f"output folder {output} appeared during the export; pass --force "
+                          "to replace it")
+    aside = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(output, aside)
+    try:
+        os.rename(staging, output)
+    except OSError as error:
+        os.rename(aside, output)
+        raise ExportError(f"cannot move the export into {output}: {error}") from error
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_sha256(path: str | Path | None) -> str | None:
+    """Hash of a checkpoint: sha256 over (relative path, file sha256) of every file, sorted.
+
+    Hidden files and folders (e.g. ``.git``, ``.cache``) are skipped. ``None`` for
+    in-memory sources.
+    """
+    if path is None or not Path(path).is_dir():
+        return None
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = file.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        digest.update(relative.as_posix().encode() + b"\0" + sha256_file(file).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def copy_tokenizer(asset_dirs: list[Path], folder: Path) -> list[str]:
+    """Copy tokenizer files from the first of ``asset_dirs`` that has any; return their names.
+
+    When the template is only in ``chat_template.jinja`` (transformers 5 layout) it is also
+    written into ``tokenizer_config.json`` as ``chat_template``, which readers of older
+    layouts (and our runtime) look at.
+    """
+    for source in asset_dirs:
+        present = [name for name in TOKENIZER_FILES if (Path(source) / name).is_file()]
+        if not present:
+            continue
+        for name in present:
+            shutil.copyfile(Path(source) / name, folder / name)
+        config_path, template_path = folder / "tokenizer_config.json", folder / "chat_template.jinja"
+        if config_path.is_file() and template_path.is_file():
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            if not config.get("chat_template"):
+                config["chat_template"] = template_path.read_text(encoding="utf-8")
+                config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+                                       encoding="utf-8")
+        return present
+    logger.warning("no tokenizer files found in %s; the export folder has no tokenizer",
+                   [str(d) for d in asset_dirs])
+    return []
+
+
+def write_model_config(config, folder: Path, *, id2label: dict[int, str] | None) -> None:
+    """config.json: the detached backbone's HF config (+ id2label/label2id for classification)."""
+    data = config.to_dict()
+    data["tie_word_embeddings"] = False  # the export always holds a separate head
+    if id2label is not None:
+        data["id2label"] = {str(k): v for k, v in sorted(id2label.items())}
+        data["label2id"] = {v: int(k) for k, v in sorted(id2label.items())}
+        data["num_labels"] = len(id2label)
+    (folder / "config.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n",
+                                        encoding="utf-8")
+
+
+def write_generation_config(asset_dirs: list[Path], folder: Path, tokens) -> None:
+    """generation_config.json: copied from the source when present, with our token ids."""
+    data: dict = {}
+    for source in asset_dirs:
+        candidate = Path(source) / GENERATION_CONFIG
+        if candidate.is_file():
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+            break
+    eos = tokens.eos_token_id
+    data.update({"eos_token_id": eos[0] if len(eos) == 1 else eos,
+                 "pad_token_id": tokens.pad_token_id, "bos_token_id": tokens.bos_token_id})
+    (folder / GENERATION_CONFIG).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n",
+                                            encoding="utf-8")
+
+
+def tool_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import shadow_edge
+
+    versions = {"shadow_edge": shadow_edge.__version__}
+    for name in ("torch", "transformers", "onnx", "onnxscript", "onnxruntime"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_manifest(folder: Path, manifest: dict) -> Path:
+    """Validate ``manifest`` with the runtime's schema and write ``shadow_edge.json``."""
+    from runtime.errors import ShadowRuntimeError
+    from runtime.manifest import Manifest
+    from runtime.manifest import write_manifest as write
+
+    try:
+        return write(folder, Manifest.from_dict(manifest))
+    except ShadowRuntimeError as error:
+        raise ExportError(f"the manifest is invalid: {error}") from error

@@ -1,0 +1,264 @@
+"""What to export: the declarative ONNX I/O spec per task and per decoder architecture.
+
+This module only *describes* graphs (names, dtypes, named dynamic axes, default opset); the
+conversion lives in ``exporters.onnx`` and the checks in ``exporters.verify`` (the split
+optimum's exporters use). Tasks and architectures register with a decorator::
+
+    @register_task("text-generation")
+    class CausalLMSpec(TaskSpec): ...
+
+    @register_architecture("llama", "mistral")
+    class LlamaLikeSpec(ArchitectureSpec): ...
+
+The I/O tables are the binding contract in ``docs/DESIGN.md`` ("ONNX I/O").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from shadow_edge.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: Default ONNX opset. 18 is the lowest opset the torch.onnx dynamo exporter targets well and
+#: is supported by every onnxruntime >= 1.14 (incl. the mobile builds).
+DEFAULT_OPSET = 18
+
+TEXT_GENERATION = "text-generation"
+TEXT_CLASSIFICATION = "text-classification"
+
+# Aliases accepted for ``task=`` (PEFT task_type names and short forms) -> canonical task.
+TASK_ALIASES = {
+    "text-generation": TEXT_GENERATION,
+    "causal-lm": TEXT_GENERATION,
+    "causal_lm": TEXT_GENERATION,
+    "CAUSAL_LM": TEXT_GENERATION,
+    "text-classification": TEXT_CLASSIFICATION,
+    "sequence-classification": TEXT_CLASSIFICATION,
+    "seq-cls": TEXT_CLASSIFICATION,
+    "SEQ_CLS": TEXT_CLASSIFICATION,
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: ``shape`` mixes named dynamic axes (str) and fixed sizes."""
+
+    name: str
+    dtype: str
+    shape: tuple[str | int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The sizes of a detached backbone that the I/O spec depends on."""
+
+    architecture: str
+    model_type: str
+    num_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    hidden_size: int
+    vocab_size: int
+    max_position_embeddings: int | None
+    num_labels: int | None = None
+
+
+# ----------------------------------------------------------------------------- architectures
+
+
+class ArchitectureSpec:
+    """How to read a decoder config's sizes. Subclasses override class attributes only.
+
+    ``kv_heads_attr``: the config attribute with the number of KV heads (``None``: no GQA, use
+    the attention heads). ``explicit_head_dim``: the config may carry ``head_dim`` that differs
+    from ``hidden_size // num_attention_heads`` (Qwen3, Gemma).
+    """
+
+    model_types: tuple[str, ...] = ()
+    kv_heads_attr: str | None = "num_key_value_heads"
+    explicit_head_dim: bool = True
+    default_opset: int = DEFAULT_OPSET
+
+    @classmethod
+    def dims(cls, config, *, num_labels: int | None = None) -> ModelDims:
+        heads = int(config.num_attention_heads)
+        kv = getattr(config, cls.kv_heads_attr, None) if cls.kv_heads_attr else None
+        head_dim = getattr(config, "head_dim", None) if cls.explicit_head_dim else None
+        return ModelDims(
+            architecture=type(config).__name__.replace("Config", "Model"),
+            model_type=config.model_type,
+            num_layers=int(config.num_hidden_layers),
+            num_attention_heads=heads,
+            num_key_value_heads=int(kv or heads),
+            head_dim=int(head_dim or config.hidden_size // heads),
+            hidden_size=int(config.hidden_size),
+            vocab_size=int(config.vocab_size),
+            max_position_embeddings=getattr(config, "max_position_embeddings", None),
+            num_labels=num_labels,
+        )
+
+
+_ARCHITECTURES: dict[str, type[ArchitectureSpec]] = {}
+
+
+def register_architecture(*model_types: str):
+    """Class decorator: register an :class:`ArchitectureSpec` for HF ``config.model_type``s."""
+
+    def wrap(spec: type[ArchitectureSpec]) -> type[ArchitectureSpec]:
+        spec.model_types = model_types
+        for model_type in model_types:
+            _ARCHITECTURES[model_type] = spec
+        return spec
+
+    return wrap
+
+
+@register_architecture("llama", "mistral", "qwen2", "qwen3", "gemma")
+class DecoderSpec(ArchitectureSpec):
+    """Llama-family decoders: rotary positions, GQA, optional explicit ``head_dim``."""
+
+
+@register_architecture("gpt2")
+class GPT2Spec(ArchitectureSpec):
+    """GPT-2: learned positions, no GQA, ``head_dim = n_embd / n_head``."""
+
+    kv_heads_attr = None
+    explicit_head_dim = False
+
+
+def supported_architectures() -> list[str]:
+    return sorted(_ARCHITECTURES)
+
+
+def architecture_spec(config) -> type[ArchitectureSpec]:
+    """The registered spec for ``config.model_type``.
+
+    Unregistered decoders fall back to :class:`DecoderSpec` with a warning: the parity gate
+    then decides whether the export is right.
+    """
+    spec = _ARCHITECTURES.get(getattr(config, "model_type", None))
+    if spec is None:
+        logger.warning(
+            "architecture %r is not in the tested list %s; exporting it as a Llama-like decoder "
+            "(the parity gate checks the result)",
+            getattr(config, "model_type", None), supported_architectures(),
+        )
+        return DecoderSpec
+    return spec
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+class TaskSpec:
+    """The ONNX graph contract of one task; subclasses are registered with :func:`register_task`."""
+
+    task: str = ""
+
+    @classmethod
+    def inputs(cls, dims: ModelDims) -> list[TensorSpec]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def outputs(cls, dims: ModelDims) -> list[TensorSpec]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def input_names(cls, dims: ModelDims) -> list[str]:
+        return [spec.name for spec in cls.inputs(dims)]
+
+    @classmethod
+    def output_names(cls, dims: ModelDims) -> list[str]:
+        return [spec.name for spec in cls.outputs(dims)]
+
+
+_TASKS: dict[str, type[TaskSpec]] = {}
+
+
+def register_task(task: str):
+    """Class decorator: register a :class:`TaskSpec` under its task name."""
+
+    def wrap(spec: type[TaskSpec]) -> type[TaskSpec]:
+        spec.task = task
+        _TASKS[task] = spec
+        return spec
+
+    return wrap
+
+
+def past_key_names(num_layers: int) -> list[str]:
+    return [f"past_key_values.{i}.{kind}" for i in range(num_layers) for kind in ("key", "value")]
+
+
+def present_names(num_layers: int) -> list[str]:
+    return [f"present.{i}.{kind}" for i in range(num_layers) for kind in ("key", "value")]
+
+
+@register_task(TEXT_GENERATION)
+class CausalLMSpec(TaskSpec):
+    """Causal LM with a KV cache, shaped ``[batch, kv_heads, seq, head_dim]`` (DESIGN.md)."""
+
+    @classmethod
+    def inputs(cls, dims: ModelDims) -> list[TensorSpec]:
+        kv_shape = ("batch_size", dims.num_key_value_heads, "past_sequence_length", dims.head_dim)
+        return [
+            TensorSpec("input_ids", "int64", ("batch_size", "sequence_length")),
+            TensorSpec("attention_mask", "int64", ("batch_size", "total_sequence_length")),
+            TensorSpec("position_ids", "int64", ("batch_size", "sequence_length")),
+            *(TensorSpec(name, "float32", kv_shape) for name in past_key_names(dims.num_layers)),
+        ]
+
+    @classmethod
+    def outputs(cls, dims: ModelDims) -> list[TensorSpec]:
+        kv_shape = ("batch_size", dims.num_key_value_heads, "total_sequence_length", dims.head_dim)
+        return [
+            TensorSpec("logits", "float32", ("batch_size", "sequence_length", dims.vocab_size)),
+            *(TensorSpec(name, "float32", kv_shape) for name in present_names(dims.num_layers)),
+        ]
+
+
+@register_task(TEXT_CLASSIFICATION)
+class SequenceClassificationSpec(TaskSpec):
+    """Sequence classification pooled at the last non-padding token."""
+
+    @classmethod
+    def inputs(cls, dims: ModelDims) -> list[TensorSpec]:
+        return [
+            TensorSpec("input_ids", "int64", ("batch_size", "sequence_length")),
+            TensorSpec("attention_mask", "int64", ("batch_size", "sequence_length")),
+        ]
+
+    @classmethod
+    def outputs(cls, dims: ModelDims) -> list[TensorSpec]:
+        return [TensorSpec("logits", "float32", ("batch_size", int(dims.num_labels or 0)))]
+
+
+def supported_tasks() -> list[str]:
+    return sorted(_TASKS)
+
+
+def normalize_task(task: str) -> str:
+    """Map a task name or alias (``"CAUSAL_LM"``, ``"SEQ_CLS"``, ...) to a registered task.
+
+    Raises:
+        ConfigError: unknown task; the message lists the accepted names.
+    """
+    canonical = TASK_ALIASES.get(task, task)
+    if canonical not in _TASKS:
+        raise ConfigError(
+            f"unknown task {task!r}; use one of {supported_tasks()} "
+            f"(aliases: {sorted(set(TASK_ALIASES) - set(_TASKS))})"
+        )
+    return canonical
+
+
+def task_spec(task: str) -> type[TaskSpec]:
+    return _TASKS[normalize_task(task)]

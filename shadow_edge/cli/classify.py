@@ -1,0 +1,84 @@
+"""``shadow-edge classify``: labels and scores for texts with an exported classifier.
+
+Torch-free: only ``runtime`` is imported, inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import console
+from .inputs import read_texts
+from .options import JsonOpt, ModelDirArg, OrtFormatOpt, ProviderOpt, ThreadsOpt, usage_error
+
+
+def load_classifier(model_dir: Path, provider: list[str] | None, threads: int | None,
+                    use_ort: bool = False):
+    """Load an export folder for classification; ``BadParameter`` if it generates text."""
+    import runtime
+
+    model = runtime.load(model_dir, providers=provider, threads=threads,
+                         use_ort_format=use_ort)
+    if model.manifest.task != "text-classification":
+        raise usage_error(
+            f"'{model_dir}' is a {model.manifest.task} model, not a classifier. Use "
+            f"'shadow-edge generate {model_dir} PROMPT' instead.",
+            param_hint="'MODEL_DIR'",
+        )
+    return model
+
+
+def gather_texts(texts: list[str] | None, file: Path | None) -> list[str]:
+    """Texts from the arguments and/or ``--file``; ``BadParameter`` when none or one is empty."""
+    gathered = list(texts or [])
+    for i, text in enumerate(gathered, 1):
+        if not text.strip():
+            raise usage_error(f"text {i} is empty. Pass non-empty texts.", param_hint="'TEXTS'")
+    if file is not None:
+        gathered += read_texts(file)
+    if not gathered:
+        raise usage_error("no texts to classify. Pass texts as arguments or --file texts.txt.",
+                          param_hint="'TEXTS'")
+    return gathered
+
+
+def classify_command(
+    model_dir: ModelDirArg,
+    texts: Annotated[list[str] | None, typer.Argument(
+        metavar="TEXTS...", help="Texts to classify (or use --file).", show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", help='UTF-8 file of texts: one per line, or {"text": ...} rows in a '
+        '.jsonl file.', show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, help="Texts per onnxruntime call.")] = 32,
+    as_json: JsonOpt = False,
+    provider: ProviderOpt = None,
+    threads: ThreadsOpt = None,
+    ort: OrtFormatOpt = False,
+) -> None:
+    """Classify texts with an exported model.
+
+    Prints the label and its softmax score per text (--json adds every score). Runs on
+    onnxruntime only. Example: shadow-edge classify out "turn off the fan" -f more.txt
+    """
+    items = gather_texts(texts, file)
+    model = load_classifier(model_dir, provider, threads, ort)
+    outputs = model.classify(items, batch_size=batch_size)
+    results: list[dict[str, Any]] = [
+        {"text": text, **out.as_dict(model.labels)} for text, out in zip(items, outputs)
+    ]
+    if as_json:
+        console.echo_json(results)
+        return
+    from rich.table import Table
+
+    table = Table(show_header=True)
+    table.add_column("label")
+    table.add_column("score", justify="right")
+    table.add_column("text")
+    for row in results:
+        console.add_row(table, row["label"], f"{row['score']:.3f}", row["text"])
+    console.out().print(table)

@@ -1,0 +1,235 @@
+"""``shadow-edge generate`` and ``shadow-edge chat``: text generation with an exported model.
+
+Torch-free: only ``runtime`` is imported, inside the commands. By default the prompt goes
+through the model's chat template as one user turn (with ``--system`` before it) when the
+tokenizer has one, as for an instruct model; ``--no-chat-template`` feeds the raw text.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .options import (
+    MaxNewTokensOpt,
+    ModelDirArg,
+    OrtFormatOpt,
+    ProviderOpt,
+    RepetitionPenaltyOpt,
+    SeedOpt,
+    SystemOpt,
+    TemperatureOpt,
+    ThreadsOpt,
+    TopKOpt,
+    TopPOpt,
+    usage_error,
+)
+
+ChatTemplateOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--chat-template/--no-chat-template",
+        help="Wrap the prompt in the model's chat template as a user turn. Default: when the "
+        "tokenizer has a template.",
+        show_default=False,
+    ),
+]
+StopOpt = Annotated[
+    list[str] | None,
+    typer.Option("--stop", metavar="TEXT", show_default=False,
+                 help="Stop when the output contains this text (repeatable)."),
+]
+
+TruncateOpt = Annotated[
+    bool,
+    typer.Option("--truncate", help="Keep only the last tokens of a prompt that does not fit "
+                 "the model's context (default: refuse it)."),
+]
+
+EXIT_WORDS = {"/exit", "/quit", "/bye"}
+RESET_WORDS = {"/reset", "/clear"}
+
+
+def load_generator(model_dir: Path, provider: list[str] | None, threads: int | None,
+                   use_ort: bool = False):
+    """Load an export folder for generation; ``BadParameter`` if it is a classifier."""
+    import runtime
+
+    model = runtime.load(model_dir, providers=provider, threads=threads,
+                         use_ort_format=use_ort)
+    if model.manifest.task != "text-generation":
+        raise usage_error(
+            f"'{model_dir}' is a {model.manifest.task} model, not a generation model. Use "
+            f"'shadow-edge classify {model_dir} TEXT' instead.",
+            param_hint="'MODEL_DIR'",
+        )
+    return model
+
+
+def _check_prompt(prompt: str) -> str:
+    if not prompt.strip():
+        raise usage_error(
+            "the prompt is empty. Pass the text to answer or continue, e.g. "
+            "shadow-edge generate OUT \"Turn on the kitchen light\".",
+            param_hint="'PROMPT'",
+        )
+    return prompt
+
+
+def _messages(prompt: str, system: str | None) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system}] if system else []
+    return messages + [{"role": "user", "content": prompt}]
+
+
+def _use_template(model, chat_template: bool | None, system: str | None) -> bool:
+    has_template = model.tokenizer.chat_template is not None
+    if chat_template and not has_template:
+        raise usage_error(
+            "this model's tokenizer has no chat template. Drop --chat-template (and --system).",
+            param_hint="'--chat-template'",
+        )
+    use = has_template if chat_template is None else chat_template
+    if system and not use:
+        raise usage_error(
+            "--system needs the chat template, which is "
+            + ("off (--no-chat-template)." if has_template else "missing in this model.")
+            + " Drop --system or use --chat-template.",
+            param_hint="'--system'",
+        )
+    return use
+
+
+def sampling_settings(*, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
+                      repetition_penalty: float, seed: int | None) -> dict[str, Any]:
+    """The runtime's generate() keyword arguments for the CLI options.
+
+    Sampling happens iff ``temperature > 0`` (llama.cpp and HF ``do_sample`` semantics);
+    top_k 0 and top_p 1 mean "off", repetition_penalty 1 means "off".
+    """
+    sample = temperature > 0
+    if not sample and (top_k or top_p < 1.0):
+        typer.echo("note: --top-k/--top-p apply only when sampling (--temperature > 0); "
+                   "decoding greedily.", err=True)
+    return {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": sample,
+        "temperature": temperature if sample else None,
+        "top_k": top_k if sample and top_k else None,
+        "top_p": top_p if sample and top_p < 1.0 else None,
+        "repetition_penalty": repetition_penalty if repetition_penalty != 1.0 else None,
+        "seed": seed,
+    }
+
+
+def generate_command(
+    model_dir: ModelDirArg,
+    prompt: Annotated[str, typer.Argument(metavar="PROMPT", help="The prompt text.",
+                                          show_default=False)],
+    max_new_tokens: MaxNewTokensOpt = 128,
+    temperature: TemperatureOpt = 0.0,
+    top_k: TopKOpt = 0,
+    top_p: TopPOpt = 1.0,
+    repetition_penalty: RepetitionPenaltyOpt = 1.0,
+    seed: SeedOpt = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
+    system: SystemOpt = None,
+    chat_template: ChatTemplateOpt = None,
+    stop: StopOpt = None,
+    truncate: TruncateOpt = False,
+    provider: ProviderOpt = None,
+    threads: ThreadsOpt = None,
+    ort: OrtFormatOpt = False,
+) -> None:
+    """Generate text with an exported model.
+
+    Runs on onnxruntime only (no torch). Greedy by default; --temperature > 0 samples.
+    Example: shadow-edge generate out "Turn on the kitchen light" --stream
+    """
+    _check_prompt(prompt)
+    model = load_generator(model_dir, provider, threads, ort)
+    settings = sampling_settings(max_new_tokens=max_new_tokens, temperature=temperature,
+                                 top_k=top_k, top_p=top_p,
+                                 repetition_penalty=repetition_penalty, seed=seed)
+    settings["stop"] = stop or None
+    settings["truncate"] = truncate
+    request: Any = (_messages(prompt, system) if _use_template(model, chat_template, system)
+                    else prompt)
+    if stream:
+        for piece in model.stream(request, **settings):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    else:
+        typer.echo(model.generate(request, **settings).text)
+
+
+def chat_command(
+    model_dir: ModelDirArg,
+    system: SystemOpt = None,
+    max_new_tokens: MaxNewTokensOpt = 256,
+    temperature: TemperatureOpt = 0.0,
+    top_k: TopKOpt = 0,
+    top_p: TopPOpt = 1.0,
+    repetition_penalty: RepetitionPenaltyOpt = 1.0,
+    seed: SeedOpt = None,
+    truncate: TruncateOpt = False,
+    provider: ProviderOpt = None,
+    threads: ThreadsOpt = None,
+    ort: OrtFormatOpt = False,
+) -> None:
+    """Chat with an exported model (reads stdin).
+
+    One message per line; /reset clears the history, /exit or end of input (Ctrl-D) ends.
+    Uses the model's chat template; no torch needed.
+    """
+    from runtime.errors import PromptTooLongError
+
+    model = load_generator(model_dir, provider, threads, ort)
+    if model.tokenizer.chat_template is None:
+        raise usage_error(
+            "this model's tokenizer has no chat template, so it cannot chat. Use "
+            f"'shadow-edge generate {model_dir} PROMPT --no-chat-template' instead.",
+            param_hint="'MODEL_DIR'",
+        )
+    settings = sampling_settings(max_new_tokens=max_new_tokens, temperature=temperature,
+                                 top_k=top_k, top_p=top_p,
+                                 repetition_penalty=repetition_penalty, seed=seed)
+    settings["truncate"] = truncate
+    interactive = sys.stdin.isatty()
+    history: list[dict[str, str]] = []
+    if interactive:
+        typer.echo("Chat with the model. /reset clears the history, /exit (or Ctrl-D) ends.",
+                   err=True)
+    while True:
+        if interactive:
+            sys.stdout.write("> ")
+            sys.stdout.flush()
+        line = sys.stdin.readline()
+        if not line:  # EOF
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in EXIT_WORDS:
+            break
+        if text in RESET_WORDS:
+            history.clear()
+            typer.echo("(history cleared)", err=True)
+            continue
+        messages = _messages(text, system)[:-1] + history + [{"role": "user", "content": text}]
+        pieces: list[str] = []
+        try:
+            for piece in model.stream(messages, **settings):
+                pieces.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except PromptTooLongError as exc:
+            typer.echo(f"Error: {' '.join(str(exc).split())} Use /reset to start over.", err=True)
+            continue
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        history += [{"role": "user", "content": text},
+                    {"role": "assistant", "content": "".join(pieces)}]

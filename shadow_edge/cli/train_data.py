@@ -1,0 +1,214 @@
+"""Training data for ``shadow-edge train``: JSONL rows -> token ids, labels and batches.
+
+Row shapes (one JSON object per line):
+
+- ``{"text": ...}``: causal LM on the whole text (loss on every token, eos appended).
+- ``{"prompt": ..., "completion": ...}``: causal LM with the loss on the completion only
+  (prompt positions get label -100, the ignore index of ``torch.nn.CrossEntropyLoss``);
+  eos is appended to the completion so the model learns to stop. With ``chat_template``
+  the prompt is rendered as one user turn with the tokenizer's chat template and its
+  generation prompt, as ``shadow-edge generate`` renders it.
+- ``{"text": ..., "label": ...}``: sequence classification. Labels are strings (sorted to
+  ids 0..n-1) or ints (used as ids).
+
+The checks here are torch-free so bad files fail before any model loads.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .options import usage_error
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # torch.nn.CrossEntropyLoss's default ignore_index
+GENERATION = "text-generation"
+CLASSIFICATION = "text-classification"
+
+
+def row_kind(row: dict[str, Any], number: int) -> str:
+    """``"text"``, ``"prompt_completion"`` or ``"labelled"``; ``BadParameter`` otherwise."""
+    def _fail(problem: str):
+        return usage_error(
+            f"row {number}: {problem}. Rows must be {{\"text\"}}, {{\"prompt\", "
+            "\"completion\"}} or {\"text\", \"label\"}.",
+            param_hint="'DATA'",
+        )
+
+    keys = set(row)
+    if {"prompt", "completion"} <= keys:
+        if not isinstance(row["prompt"], str) or not isinstance(row["completion"], str):
+            raise _fail("\"prompt\" and \"completion\" must be strings")
+        if not row["completion"]:
+            raise _fail("\"completion\" is empty")
+        return "prompt_completion"
+    if "text" in keys:
+        if not isinstance(row["text"], str) or not row["text"].strip():
+            raise _fail("\"text\" must be a non-empty string")
+        if "label" in keys:
+            label = row["label"]
+            if isinstance(label, bool) or not isinstance(label, (str, int)):
+                raise _fail(f"\"label\" must be a string or an int, got {label!r}")
+            return "labelled"
+        return "text"
+    raise _fail(f"unexpected keys {sorted(keys)}")
+
+
+def infer_task(rows: list[dict[str, Any]], task: str | None = None) -> str:
+    """The task the rows fit (``text-generation`` or ``text-classification``).
+
+    Raises ``BadParameter`` for mixed labelled and unlabelled rows, or rows that do not fit
+    an explicit ``task``.
+    """
+    kinds = {row_kind(row, number) for number, row in enumerate(rows, 1)}
+    if "labelled" in kinds and len(kinds) > 1:
+        raise usage_error(
+            "the file mixes labelled rows {\"text\", \"label\"} with generation rows. Use one "
+            "kind per file.", param_hint="'DATA'",
+        )
+    found = CLASSIFICATION if kinds == {"labelled"} else GENERATION
+    if task is not None and task != found:
+        raise usage_error(
+            f"--task {task} does not fit the rows, which are for {found} "
+            + ("(they have labels)." if found == CLASSIFICATION else "(they have no labels).")
+            + " Drop --task or use matching rows.",
+            param_hint="'--task'",
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Class ids <-> label names for classification."""
+
+    id2label: dict[int, str]
+    label2id: dict[str, int]
+    ids: list[int]  # one per row
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+
+def label_map(rows: list[dict[str, Any]]) -> LabelMap:
+    """Ids for the rows' labels: int labels are ids (0..max), string labels sorted to ids.
+
+    Raises ``BadParameter`` for mixed int and string labels, negative ids or fewer than 2
+    classes.
+    """
+    labels = [row["label"] for row in rows]
+    if all(isinstance(label, int) for label in labels):
+        if min(labels) < 0:
+            raise usage_error("int labels must be >= 0 (they are class ids).",
+                                     param_hint="'DATA'")
+        id2label = {i: str(i) for i in range(max(labels) + 1)}
+        ids = list(labels)
+    elif all(isinstance(label, str) for label in labels):
+        names = sorted(set(labels))
+        id2label = dict(enumerate(names))
+        index = {name: i for i, name in id2label.items()}
+        ids = [index[label] for label in labels]
+    else:
+        raise usage_error("labels mix strings and ints. Use one type for all rows.",
+                                 param_hint="'DATA'")
+    if len(id2label) < 2:
+        raise usage_error(
+            f"all rows have the same label {labels[0]!r}; classification needs at least 2 "
+            "classes.", param_hint="'DATA'",
+        )
+    return LabelMap(id2label, {v: k for k, v in id2label.items()}, ids)
+
+
+def render_prompt(tokenizer, prompt: str, *, chat_template: bool) -> tuple[list[int], bool]:
+    """Prompt token ids (and whether the template added the special tokens itself)."""
+    if chat_template:
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True,
+            return_dict=False,
+        )
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return list(ids), True
+    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"]), False
+
+
+def encode_rows(
+    rows: list[dict[str, Any]],
+    tokenizer,
+    *,
+    task: str,
+    max_length: int,
+    chat_template: bool = False,
+    labels: LabelMap | None = None,
+) -> list[dict[str, list[int] | int]]:
+    """Token ids (and labels) per row, truncated to ``max_length``.
+
+    Causal-LM rows whose supervised tokens are all cut by the truncation are dropped (with a
+    warning): they would give a loss of NaN.
+    """
+    eos = tokenizer.eos_token_id
+    examples: list[dict[str, Any]] = []
+    dropped = 0
+    for number, row in enumerate(rows):
+        if task == CLASSIFICATION:
+            ids = tokenizer(row["text"], add_special_tokens=True)["input_ids"][:max_length]
+            examples.append({"input_ids": list(ids), "labels": labels.ids[number]})
+            continue
+        if "completion" in row:
+            prompt_ids, _ = render_prompt(tokenizer, row["prompt"], chat_template=chat_template)
+            completion = list(tokenizer(row["completion"], add_special_tokens=False)["input_ids"])
+        else:
+            prompt_ids, completion = [], list(
+                tokenizer(row["text"], add_special_tokens=True)["input_ids"])
+        if eos is not None and (not completion or completion[-1] != eos):
+            completion.append(eos)
+        ids = (prompt_ids + completion)[:max_length]
+        target = ([IGNORE_INDEX] * len(prompt_ids) + completion)[:max_length]
+        if all(t == IGNORE_INDEX for t in target[1:]):  # position 0 is never predicted
+            dropped += 1
+            continue
+        examples.append({"input_ids": ids, "labels": target})
+    if dropped:
+        logger.warning("dropped %d rows whose completion does not fit --max-length %d",
+                       dropped, max_length)
+    if not examples:
+        raise usage_error(
+            f"no row fits --max-length {max_length}. Raise --max-length or shorten the prompts.",
+            param_hint="'--max-length'",
+        )
+    return examples
+
+
+class PadCollator:
+    """Right-pad a batch: ``input_ids`` with the pad id, ``attention_mask``, ``labels``.
+
+    Causal-LM labels are padded with -100; classification labels become a 1-D tensor.
+    Returns int64 tensors: input_ids/attention_mask/labels [batch, max_len] (labels [batch]
+    for classification).
+    """
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(ex["input_ids"]) for ex in batch)
+        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, ex in enumerate(batch):
+            n = len(ex["input_ids"])
+            ids[i, :n] = torch.tensor(ex["input_ids"], dtype=torch.long)
+            mask[i, :n] = 1
+        out = {"input_ids": ids, "attention_mask": mask}
+        if isinstance(batch[0]["labels"], int):
+            out["labels"] = torch.tensor([ex["labels"] for ex in batch], dtype=torch.long)
+        else:
+            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+            for i, ex in enumerate(batch):
+                labels[i, : len(ex["labels"])] = torch.tensor(ex["labels"], dtype=torch.long)
+            out["labels"] = labels
+        return out

@@ -1,0 +1,143 @@
+"""``shadow-edge export`` and ``shadow-edge verify`` on tiny checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from shadow_edge.cli import app
+from shadow_edge.cli.export import parity_rows
+from shadow_edge.cli.progress import stage_note
+from tests.cli.conftest import assert_one_line_error
+
+runner = CliRunner()
+# one xdist worker builds the session fixtures (tiny bases, checkpoints, exports) once
+pytestmark = pytest.mark.xdist_group("cli-models")
+
+
+def test_export_prints_stages_sizes_and_parity(tiny_checkpoints, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o", str(out),
+                                 "--onnx"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "shadow_edge.json").read_text())
+    assert manifest["verified"] is True and manifest["precision"] == "fp32"
+    for stage in ("load", "fold", "export", "verify", "write"):
+        assert stage in result.stderr, stage
+    assert f"exported {out.resolve()}" in result.stdout
+    for name in manifest["files"]:
+        assert name in result.stdout
+    for check in manifest["parity"]["checks"]:
+        assert check["name"] in result.stdout
+
+
+def test_export_json_int8_ort_and_summary_matches_the_manifest(tiny_checkpoints, tmp_path):
+    out = tmp_path / "int8"
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o", str(out),
+                                 "--int8", "--ort", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # --json: stdout is only JSON, no progress
+    manifest = json.loads((out / "shadow_edge.json").read_text())
+    assert summary["precision"] == manifest["precision"] == "int8"
+    assert summary["task"] == "text-generation"
+    assert summary["files"] == {k: v["bytes"] for k, v in manifest["files"].items()}
+    assert summary["total_bytes"] == sum(summary["files"].values())
+    assert summary["parity"]["passed"] is True
+    assert summary["output"] == str(out.resolve())
+    assert {"model.ort", "model.required_operators.config"} <= set(summary["files"])
+    # the .ort file runs and gives the same tokens as the .onnx file
+    args = ["generate", str(out), "hi", "--max-new-tokens", "6"]
+    from_onnx, from_ort = runner.invoke(app, args), runner.invoke(app, [*args, "--ort"])
+    assert from_ort.exit_code == 0, from_ort.output
+    assert from_ort.stdout == from_onnx.stdout
+
+
+def test_int8_with_int4_is_a_usage_error(tiny_checkpoints, tmp_path):
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o",
+                                 str(tmp_path / "o"), "--int8", "--int4"])
+    assert_one_line_error(result, 2, "--int8 and --int4 exclude each other")
+    assert not (tmp_path / "o").exists()
+
+
+def test_keep_embeddings_needs_int4(tiny_checkpoints, tmp_path):
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o",
+                                 str(tmp_path / "o"), "--int4-keep-embeddings"])
+    assert_one_line_error(result, 2, "only applies to --int4")
+
+
+def test_existing_output_needs_force(tiny_checkpoints, tiny_exports, tmp_path):
+    taken = tmp_path / "taken"
+    shutil.copytree(tiny_exports["cls"], taken)
+    before = (taken / "shadow_edge.json").read_text()
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["cls"]), "-o", str(taken)])
+    assert_one_line_error(result, 2, "already exists", "--force")
+    assert (taken / "shadow_edge.json").read_text() == before
+    forced = runner.invoke(app, ["export", str(tiny_checkpoints["cls"]), "-o", str(taken),
+                                 "--force", "--no-verify"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads((taken / "shadow_edge.json").read_text())["verified"] is False
+    assert "not verified (--no-verify)" in forced.stdout
+
+
+def test_missing_checkpoint(tmp_path):
+    result = runner.invoke(app, ["export", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    assert_one_line_error(result, 2, "does not exist")
+
+
+def test_folder_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("hi")
+    result = runner.invoke(app, ["export", str(tmp_path / "empty"), "-o", str(tmp_path / "o")])
+    assert_one_line_error(result, 1)
+    assert not (tmp_path / "o").exists()
+
+
+def test_debug_env_shows_the_traceback(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("SHADOW_EDGE_DEBUG", "1")
+    result = runner.invoke(app, ["export", str(tmp_path / "empty"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
+class TestVerify:
+    def test_verify_passes_against_the_source(self, tiny_exports, tiny_checkpoints):
+        result = runner.invoke(app, ["verify", str(tiny_exports["lm"]), "--against",
+                                     str(tiny_checkpoints["lm"]), "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["passed"] is True and report["precision"] == "fp32"
+        assert all(check["passed"] for check in report["checks"])
+
+    def test_verify_fails_against_a_different_checkpoint(self, tiny_exports, tiny_checkpoints,
+                                                         tmp_path):
+        from safetensors.torch import load_file, save_file
+
+        changed = tmp_path / "changed"
+        shutil.copytree(tiny_checkpoints["cls"], changed)
+        weights = load_file(changed / "shadow_adapter.safetensors")
+        weights["shadow_model.norm.weight"] = weights["shadow_model.norm.weight"] * 3.0
+        save_file(weights, changed / "shadow_adapter.safetensors")
+        result = runner.invoke(app, ["verify", str(tiny_exports["cls"]), "--against",
+                                     str(changed)])
+        line = assert_one_line_error(result, 1, "parity check failed", "Re-export")
+        assert "FAIL" in result.stdout and line
+
+
+def test_parity_rows_and_stage_notes_are_pure():
+    report = {"checks": [{"name": "max_abs_logit_diff", "value": 2e-6, "threshold": 1e-4,
+                          "comparison": "<=", "passed": True, "detail": ""},
+                         {"name": "top1", "value": 0.5, "threshold": 0.9, "comparison": ">=",
+                          "passed": False, "detail": "3 prompts"}]}
+    assert parity_rows(report) == [("max_abs_logit_diff", "ok", "2e-06 <= 0.0001"),
+                                   ("top1", "FAIL", "0.5 >= 0.9 (3 prompts)")]
+    assert parity_rows(None) == []
+    assert stage_note("fold", {"parameters": 1234, "bytes": 2048,
+                               "fold_max_rel_diff": 3e-8}) == (
+        "1,234 parameters, 2.0 KiB, fold max rel diff 3.0e-08")
+    assert stage_note("quantize", {"precision": "int4", "keep_embeddings": True}) == (
+        "int4 (embeddings kept fp32)")

@@ -1,0 +1,78 @@
+"""Sequence-classification export: last-token pooling under padding, in onnxruntime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from exporters.ort_model import OnnxClassifier
+from exporters.testing import TINY_VOCAB, tiny_model
+from runtime.manifest import check_files, read_manifest
+from tests.exporters.conftest import ARCH_SIZES
+
+pytestmark = pytest.mark.xdist_group("exporters")
+TASK = "text-classification"
+
+
+@pytest.fixture(scope="module")
+def folder(exports):
+    return exports.get("llama", TASK)
+
+
+@pytest.fixture(scope="module")
+def torch_model():
+    return tiny_model("llama", TASK, **ARCH_SIZES["llama"])
+
+
+def test_folder_and_manifest(folder):
+    assert {p.name for p in folder.iterdir()} == {
+        "model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json",
+        "special_tokens_map.json", "shadow_edge.json"}
+    manifest = read_manifest(folder)
+    check_files(folder, manifest, hashes=True)
+    assert manifest.task == TASK and manifest.verified
+    assert manifest.model.num_labels == 3
+    assert manifest.model.id2label == {0: "label_0", 1: "label_1", 2: "label_2"}
+    assert [(t.name, t.shape) for t in manifest.inputs] == [
+        ("input_ids", ["batch_size", "sequence_length"]),
+        ("attention_mask", ["batch_size", "sequence_length"])]
+    assert [(t.name, t.shape) for t in manifest.outputs] == [("logits", ["batch_size", 3])]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["id2label"] == {"0": "label_0", "1": "label_1", "2": "label_2"}
+    checks = {c["name"]: c for c in manifest.parity["checks"]}
+    assert checks["argmax_agreement"]["value"] == 1.0
+    assert checks["logits_max_abs_diff"]["value"] <= 1e-5 * manifest.parity["logit_scale"]
+
+
+def test_pooling_graph_has_no_argmax_and_uses_int64_indices(folder):
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    ops = {node.op_type for node in graph.node}
+    assert "ArgMax" not in ops
+    assert "ReduceMax" in ops and ops & {"GatherElements", "Gather", "GatherND"}
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padded_rows_equal_unpadded_rows_and_torch(folder, torch_model, side):
+    model = OnnxClassifier(folder / "model.onnx")
+    rng = np.random.default_rng(5)
+    rows = [rng.integers(3, TINY_VOCAB, n) for n in (9, 4, 6, 1)]
+    width = 9
+    ids = np.zeros((4, width), np.int64)
+    mask = np.zeros((4, width), np.int64)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        ids[i, span], mask[i, span] = row, 1
+    batched = model.logits(ids, mask)
+    assert batched.shape == (4, 3) and batched.dtype == np.float32
+    for i, row in enumerate(rows):
+        alone = model.logits(row[None], np.ones((1, len(row)), np.int64))[0]
+        with torch.no_grad():
+            reference = torch_model(torch.from_numpy(row[None])).logits[0].numpy()
+        tol = 1e-4 * np.abs(reference).max()
+        assert np.abs(batched[i] - alone).max() <= tol
+        assert np.abs(alone - reference).max() <= tol
+        assert batched[i].argmax() == reference.argmax()

@@ -1,0 +1,174 @@
+"""int8 / int4 quantization: sizes, operators, parity against torch, the ORT mobile format.
+
+The model is "tiny but not minuscule" (hidden 128, vocab 2048, 2 layers) so weights dominate
+the file and the size ratios mean something.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import exporters
+from exporters import QUANTIZED_THRESHOLDS, export, export_onnx, quantize, verify
+from exporters.ort_model import OnnxCausalLM, session
+from exporters.testing import tiny_model
+from runtime.manifest import check_files, read_manifest
+from shadow_edge.errors import ConfigError
+
+pytestmark = pytest.mark.xdist_group("exporters")
+TASK = "text-generation"
+SIZES = {"hidden_size": 128, "vocab_size": 2048, "num_layers": 2}
+
+
+@pytest.fixture(scope="module")
+def torch_model():
+    return tiny_model("llama", TASK, **SIZES)
+
+
+@pytest.fixture(scope="module")
+def models(torch_model, tmp_path_factory):
+    """One fp32 export, quantized three ways."""
+    root = tmp_path_factory.mktemp("quantize")
+    paths = {"fp32": export_onnx(torch_model, root / "fp32" / "model.onnx").path}
+    for name, precision, keep in (("int8", "int8", False), ("int4", "int4", False),
+                                  ("int4-keep", "int4", True)):
+        paths[name] = quantize(paths["fp32"], root / name / "model.onnx", precision,
+                               keep_embeddings=keep)
+    return paths
+
+
+def _ops(path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def _size(path) -> int:
+    return path.stat().st_size
+
+
+def test_quantized_files_meet_the_size_targets(models):
+    fp32 = _size(models["fp32"])
+    assert fp32 > 3_000_000  # ~826k float32 parameters
+    assert _size(models["int8"]) <= 0.3 * fp32
+    assert _size(models["int4"]) <= 0.2 * fp32
+    # keeping the 2048 x 128 embedding table in fp32 costs ~1 MB
+    assert 0.2 * fp32 < _size(models["int4-keep"]) < 0.5 * fp32
+
+
+def test_quantized_graphs_use_the_expected_operators(models):
+    assert "MatMulInteger" in _ops(models["int8"]) and "DynamicQuantizeLinear" in _ops(models["int8"])
+    int4 = _ops(models["int4"])
+    assert "MatMulNBits" in int4 and "GatherBlockQuantized" in int4 and "Gather" not in int4
+    keep = _ops(models["int4-keep"])
+    assert "MatMulNBits" in keep and "GatherBlockQuantized" not in keep and "Gather" in keep
+
+
+@pytest.mark.parametrize("name,precision", [("int8", "int8"), ("int4", "int4"),
+                                            ("int4-keep", "int4")])
+def test_quantized_parity_passes_the_documented_thresholds(models, torch_model, name, precision):
+    report = verify(models[name], torch_model, precision=precision)
+    assert report.passed
+    limits = QUANTIZED_THRESHOLDS[precision]
+    checks = {c.name: c for c in report.checks}
+    assert checks["top1_agreement"].value >= limits["top1_agreement"]
+    assert checks["mean_logit_cosine"].value >= limits["mean_logit_cosine"]
+    assert checks["left_padding_min_cosine"].value >= limits["padding_cosine"]
+    assert checks["mean_logit_cosine"].value < 1.0  # it really is quantized
+
+
+def test_fp32_file_passes_the_fp32_gate(models, torch_model):
+    report = verify(models["fp32"], torch_model, precision="fp32")
+    assert report.passed and report.check("greedy_tokens_identical").value == 32
+
+
+def test_int8_pipeline_with_ort_format(torch_model, tmp_path):
+    stages = []
+    result = export(torch_model, tmp_path / "out", precision="int8", ort=True,
+                    progress=lambda stage, info: stages.append(stage))
+    assert stages == ["load", "fold", "export", "quantize", "verify", "write"]
+    folder = result.output_dir
+    names = {p.name for p in folder.iterdir()}
+    assert {"model.onnx", "model.ort", "model.required_operators.config",
+            "shadow_edge.json", "config.json", "generation_config.json"} <= names
+    assert not any(n.startswith(".") for n in names)  # no work folder left behind
+    manifest = read_manifest(folder)
+    check_files(folder, manifest, hashes=True)
+    assert (manifest.precision, manifest.ort_model_file, manifest.verified) == ("int8", "model.ort", True)
+    assert manifest.parity["precision"] == "int8"
+    assert "MatMulInteger" in (folder / "model.required_operators.config").read_text()
+    # the .ort file runs in onnxruntime and agrees with model.onnx
+    onnx_model = OnnxCausalLM(folder / "model.onnx")
+    ort_model = OnnxCausalLM(folder / "model.onnx")
+    ort_model.session = session(folder / "model.ort")
+    ids = np.arange(3, 13)[None]
+    mask = np.ones_like(ids)
+    expected, actual = onnx_model.step(ids, mask)[0], ort_model.step(ids, mask)[0]
+    assert np.abs(expected - actual).max() <= 1e-3 * np.abs(expected).max()
+
+
+def test_quantized_classifier_passes_its_gate(exports, tmp_path):
+    from tests.exporters.conftest import ARCH_SIZES
+
+    folder = exports.get("llama", "text-classification")
+    torch_model = tiny_model("llama", "text-classification", **ARCH_SIZES["llama"])
+    int8 = quantize(folder / "model.onnx", tmp_path / "model.onnx", "int8")
+    report = verify(int8, torch_model, precision="int8", task="text-classification")
+    assert report.passed
+    assert {c.name for c in report.checks} == {"argmax_agreement", "mean_logit_cosine",
+                                               "padding_min_cosine"}
+
+
+def test_bad_quantization_options_are_config_errors(models, tmp_path):
+    with pytest.raises(ConfigError, match="int8"):
+        exporters.quantize(models["fp32"], tmp_path / "x.onnx", "int2")
+    with pytest.raises(ConfigError, match="int4"):
+        exporters.quantize(models["fp32"], tmp_path / "x.onnx", "int8", keep_embeddings=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_export_reuses_an_fp32_folder(exports, tmp_path):
+    from exporters import quantize_export
+    from tests.exporters.conftest import ARCH_SIZES
+
+    fp32 = exports.get("llama")
+    torch_model = tiny_model("llama", TASK, **ARCH_SIZES["llama"])
+    checked = quantize_export(fp32, tmp_path / "int4", "int4", checkpoint=torch_model)
+    manifest = read_manifest(checked.output_dir)
+    check_files(checked.output_dir, manifest, hashes=True)
+    assert (manifest.precision, manifest.verified) == ("int4", True)
+    assert manifest.parity["precision"] == "int4" and "verified_reason" not in manifest.extra
+    assert {p.name for p in checked.output_dir.iterdir()} == {p.name for p in fp32.iterdir()}
+    unchecked = quantize_export(fp32, tmp_path / "int8", "int8")
+    manifest = read_manifest(unchecked.output_dir)
+    assert (manifest.precision, manifest.verified, manifest.parity) == ("int8", False, None)
+    assert "shadow-edge verify" in manifest.extra["verified_reason"]
+    with pytest.raises(ConfigError, match="fp32 export"):
+        quantize_export(unchecked.output_dir, tmp_path / "again", "int4")
+    assert not (tmp_path / "again").exists()
+
+
+def test_gpt2_external_data_export_quantizes_its_gemm_layers(shadow_exports, tmp_path):
+    """GPT-2's Conv1D layers export as Gemm; int4 rewrites them to MatMul so they shrink."""
+    from exporters import quantize_export
+
+    case = shadow_exports("gpt2")  # explicit GPT-2 shadow, exported with external data
+    fp32 = case.folder
+    assert "Gemm" in _ops(fp32 / "model.onnx")
+    result = quantize_export(fp32, tmp_path / "int4", "int4", checkpoint=case.model)
+    ops = _ops(result.model_path)
+    assert "Gemm" not in ops and "MatMulNBits" in ops
+    assert (result.output_dir / "model.onnx.data").is_file() and result.parity.passed
+    fp32_bytes = (fp32 / "model.onnx").stat().st_size + (fp32 / "model.onnx.data").stat().st_size
+    int4_bytes = result.files["model.onnx"] + result.files["model.onnx.data"]
+    assert int4_bytes < 0.35 * fp32_bytes  # tiny dims: block scales and graph overhead weigh in
+
+
+def test_external_data_decision():
+    from exporters.onnx import EXTERNAL_DATA_THRESHOLD, use_external_data
+
+    assert use_external_data(3 << 30) is True  # a 3 GB head cannot fit a 2 GB protobuf
+    assert use_external_data(EXTERNAL_DATA_THRESHOLD) is False
+    assert use_external_data(10, external_data=True) is True
+    assert use_external_data(3 << 30, external_data=False) is False
+    assert use_external_data(2000, threshold=1000) is True
