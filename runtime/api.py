@@ -1,0 +1,357 @@
+"""The public surface: ``load(folder)`` -> :class:`ShadowGenerator` or :class:`ShadowClassifier`.
+
+    >>> import runtime
+    >>> model = runtime.load("out/shadow-int8", threads=2)
+    >>> model.generate("The capital of France is", max_new_tokens=8).text
+    >>> for piece in model.stream([{"role": "user", "content": "Hi"}]):
+    ...     print(piece, end="")
+
+One loaded model may be used from several threads at once: the onnxruntime session is
+shared (its ``run`` is thread-safe) and every call keeps its state (KV cache, sampler,
+decoders) in local variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .chat import render_chat
+from .classification import Classification, ClassifierRunner
+from .errors import InvalidSettingError, ModelFolderError, PromptTooLongError
+from .generation import (
+    GenerationResult,
+    check_max_new_tokens,
+    check_stop,
+    fit_prompt,
+    run_to_end,
+    stream_generate,
+)
+from .kv_cache import CausalLMRunner
+from .manifest import Manifest, check_files, read_manifest
+from .sampling import SamplingSettings
+from .session import create_session
+from .tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+Messages = Sequence[Mapping[str, Any]]
+Prompt = str | Messages | Sequence[int]
+
+
+class _ShadowModel:
+    """What both tasks share: the folder, manifest, onnxruntime session and tokenizer."""
+
+    def __init__(self, folder: Path, manifest: Manifest, session, tokenizer: Tokenizer):
+        self.folder = folder
+        self.manifest = manifest
+        self.session = session
+        self.tokenizer = tokenizer
+        tokens = manifest.tokens
+        eos = list(tokens.eos_token_id)
+        if not eos and tokenizer.special_token_id("eos_token") is not None:
+            eos = [tokenizer.special_token_id("eos_token")]
+        self.eos_token_ids: list[int] = eos
+        pad = tokens.pad_token_id
+        if pad is None:
+            pad = tokenizer.special_token_id("pad_token")
+        if pad is None:
+            pad = eos[0] if eos else 0
+        self.pad_token_id: int = pad
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session actually uses."""
+        return self.session.get_providers()
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (
+            f"{type(self).__name__}(folder={str(self.folder)!r}, task={m.task!r}, "
+            f"precision={m.precision!r}, providers={self.providers})"
+        )
+
+
+class ShadowGenerator(_ShadowModel):
+    """A loaded text-generation export. Use :meth:`generate` or :meth:`stream`."""
+
+    def __init__(self, folder, manifest, session, tokenizer):
+        super().__init__(folder, manifest, session, tokenizer)
+        self.runner = CausalLMRunner(session, manifest)
+        self.context = manifest.model.max_position_embeddings
+
+    # ---- prompts -----------------------------------------------------------------------
+
+    def apply_chat_template(
+        self, messages: Messages, *, add_generation_prompt: bool = True, tokenize: bool = True,
+        **template_kwargs: Any,
+    ) -> list[int] | str:
+        """Render ``messages`` with the tokenizer's chat template; ids (default) or text.
+
+        The ids equal transformers' ``tokenizer.apply_chat_template(messages, ...)``.
+        """
+        text = render_chat(
+            self.tokenizer.chat_template, messages, add_generation_prompt=add_generation_prompt,
+            special_tokens=self.tokenizer.special_tokens, **template_kwargs,
+        )
+        return self.tokenizer.encode(text, add_special_tokens=False) if tokenize else text
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """One prompt to ids: text (with the tokenizer's special tokens), chat messages
+        (rendered with the chat template, add_generation_prompt=True) or token ids."""
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(prompt)
+        if isinstance(prompt, Sequence) and prompt and all(isinstance(m, Mapping) for m in prompt):
+            return self.apply_chat_template(prompt)
+        if isinstance(prompt, Sequence) and all(
+            isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in prompt
+        ):
+            prompt = [int(t) for t in prompt]
+            bad = [t for t in prompt if not 0 <= t < self.runner.vocab_size]
+            if bad:
+                raise InvalidSettingError(
+                    f"token ids {bad[:5]} are outside the vocabulary [0, "
+                    f"{self.runner.vocab_size}); pass ids from this model's tokenizer."
+                )
+            return list(prompt)
+        raise InvalidSettingError(
+            f"a prompt must be a string, a list of chat messages or a list of token ids, got "
+            f"{type(prompt).__name__}: {prompt!r:.80}."
+        )
+
+    def _split_batch(self, prompt) -> tuple[list, bool]:
+        """(prompts, is_batch). A list of prompts (strings, message lists or id lists) is a
+        batch; a string, one message list or one id list is a single prompt."""
+        if isinstance(prompt, Sequence) and not isinstance(prompt, str) and prompt:
+            first = prompt[0]
+            if isinstance(first, str) or (
+                isinstance(first, Sequence) and not isinstance(first, (str, Mapping))
+            ):
+                return list(prompt), True
+        return [prompt], False
+
+    # ---- generation --------------------------------------------------------------------
+
+    def _prepare(self, prompt, max_new_tokens, truncate, stop, eos_token_id, sampling_kwargs):
+        max_new_tokens = check_max_new_tokens(max_new_tokens)
+        sampling = SamplingSettings(**sampling_kwargs)
+        stop = check_stop(stop)
+        prompts, is_batch = self._split_batch(prompt)
+        rows = [
+            fit_prompt(self.encode_prompt(p), self.context, max_new_tokens, truncate)
+            for p in prompts
+        ]
+        if eos_token_id is None:
+            eos = self.eos_token_ids
+        else:
+            eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        kwargs = {
+            "max_new_tokens": max_new_tokens, "sampling": sampling, "eos_ids": eos,
+            "pad_id": self.pad_token_id, "context": self.context, "stop": stop,
+        }
+        return rows, is_batch, kwargs
+
+    def generate(
+        self,
+        prompt: Prompt | Sequence[Prompt],
+        *,
+        max_new_tokens: int = 128,
+        do_sample: bool | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        eos_token_id: int | Sequence[int] | None = None,
+        truncate: bool = False,
+    ) -> GenerationResult | list[GenerationResult]:
+        """Generate a continuation.
+
+        Args:
+            prompt: a string, chat messages ([{"role", "content"}...]) or token ids; or a
+                list of those for a left-padded batch (each row equals running it alone).
+            max_new_tokens: upper bound on generated tokens (>= 1).
+            do_sample, temperature, top_k, top_p, repetition_penalty, seed: see
+                :mod:`runtime.sampling` (default: greedy).
+            stop: string(s) that end generation; the text is cut before them.
+            eos_token_id: override the manifest's eos ids.
+            truncate: keep only the prompt's last tokens when it does not fit the context
+                (else PromptTooLongError).
+
+        Returns:
+            A :class:`GenerationResult` for a single prompt, a list for a batch.
+
+        Raises:
+            InvalidSettingError (bad settings or prompt), PromptTooLongError.
+        """
+        rows, is_batch, kwargs = self._prepare(
+            prompt, max_new_tokens, truncate, stop, eos_token_id,
+            {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                 "repetition_penalty": repetition_penalty, "seed": seed},
+        )
+        results = run_to_end(stream_generate(self.runner, self.tokenizer, rows, **kwargs))
+        return results if is_batch else results[0]
+
+    def stream(
+        self,
+        prompt: Prompt,
+        *,
+        max_new_tokens: int = 128,
+        do_sample: bool | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        eos_token_id: int | Sequence[int] | None = None,
+        truncate: bool = False,
+    ) -> Iterator[str]:
+        """Like :meth:`generate` for one prompt, but yield text pieces as they are ready.
+
+        The pieces joined equal ``generate(...).text`` with the same settings; a piece never
+        ends inside a multi-byte character. Settings are checked before the first piece.
+        """
+        rows, is_batch, kwargs = self._prepare(
+            prompt, max_new_tokens, truncate, stop, eos_token_id,
+            {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                 "repetition_penalty": repetition_penalty, "seed": seed},
+        )
+        if is_batch:
+            raise InvalidSettingError(
+                "stream() takes one prompt; call generate() for a batch, or stream each prompt."
+            )
+        return (piece for _, piece in stream_generate(self.runner, self.tokenizer, rows, **kwargs))
+
+
+class ShadowClassifier(_ShadowModel):
+    """A loaded text-classification export. Use :meth:`classify`."""
+
+    def __init__(self, folder, manifest, session, tokenizer):
+        super().__init__(folder, manifest, session, tokenizer)
+        self.runner = ClassifierRunner(session, manifest)
+
+    @property
+    def labels(self) -> list[str]:
+        """Label names by class index (from ``id2label``)."""
+        return list(self.runner.labels)
+
+    def classify(
+        self, texts: str | Sequence[str], *, batch_size: int = 32, truncate: bool = False
+    ) -> Classification | list[Classification]:
+        """Classify one text (returns one result) or a list of texts (returns a list).
+
+        Raises:
+            InvalidSettingError: empty text or bad batch_size; PromptTooLongError: a text
+                longer than the context (unless ``truncate``: keep its first tokens).
+        """
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        if not batch or not all(isinstance(t, str) for t in batch):
+            raise InvalidSettingError(
+                "classify() takes a string or a non-empty list of strings."
+            )
+        context = self.manifest.model.max_position_embeddings
+        rows = []
+        for ids in self.tokenizer.encode_batch(batch):
+            if context is not None and len(ids) > context:
+                if not truncate:
+                    raise PromptTooLongError(
+                        f"a text has {len(ids)} tokens but the model's context is {context}. "
+                        "Shorten it, or pass truncate=True to keep its first tokens."
+                    )
+                ids = ids[:context]
+            rows.append(ids)
+        results = self.runner.classify(rows, self.pad_token_id, batch_size)
+        return results[0] if single else results
+
+
+def load(
+    folder: str | os.PathLike,
+    *,
+    providers: str | Sequence[str] | None = None,
+    threads: int | None = None,
+    optimization: str = "all",
+    use_ort_format: bool = False,
+    verify_hashes: bool = False,
+) -> ShadowGenerator | ShadowClassifier:
+    """Load an export folder written by ``shadow-edge export``.
+
+    Args:
+        folder: holds ``shadow_edge.json``, ``model.onnx`` and the tokenizer files.
+        providers: execution providers, e.g. "cpu" (default), "xnnpack", ["coreml", "cpu"].
+        threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
+        optimization: graph optimisation level: "disable", "basic", "extended" or "all".
+        use_ort_format: load ``model.ort`` (``ort_model_file``) instead of ``model.onnx``.
+        verify_hashes: also check every file's SHA-256 against the manifest (slow).
+
+    Returns:
+        :class:`ShadowGenerator` for task "text-generation", :class:`ShadowClassifier` for
+        "text-classification".
+
+    Raises:
+        ModelFolderError / ManifestVersionError: missing, corrupt or too new folder.
+        ProviderUnavailableError / InvalidSettingError: bad provider, threads or level.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    check_files(folder, manifest, hashes=verify_hashes)
+    model_file = manifest.model_file
+    if use_ort_format:
+        if not manifest.ort_model_file:
+            raise ModelFolderError(
+                f"{str(folder)!r} has no .ort model (ort_model_file is null). Re-export with "
+                "`shadow-edge export --ort`, or load without use_ort_format."
+            )
+        model_file = manifest.ort_model_file
+    tokenizer = Tokenizer.from_folder(folder)
+    session = create_session(
+        folder / model_file, providers=providers, threads=threads, optimization=optimization
+    )
+    cls = ShadowGenerator if manifest.is_generation else ShadowClassifier
+    model = cls(folder, manifest, session, tokenizer)
+    logger.info("loaded %r", model)
+    return model
+
+
+def info(folder: str | os.PathLike) -> dict:
+    """Describe an export folder without loading the model (fast; reads the manifest only).
+
+    Returns a JSON-ready dict: task, precision, opset, architecture and sizes, labels,
+    special token ids, files with sizes, the parity verdict, tool versions, and the
+    execution providers this onnxruntime offers.
+
+    Raises:
+        ModelFolderError / ManifestVersionError: as :func:`runtime.manifest.read_manifest`.
+    """
+    from .session import available_providers
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    data = manifest.to_dict()
+    present = {
+        name: (folder / name).stat().st_size
+        for name in sorted(manifest.files) if (folder / name).is_file()
+    }
+    return {
+        "folder": str(folder),
+        "task": manifest.task,
+        "precision": manifest.precision,
+        "opset": manifest.opset,
+        "format_version": manifest.format_version,
+        "model": data["model"],
+        "tokens": data["tokens"],
+        "source": data["source"],
+        "detach": data["detach"],
+        "files": present,
+        "verified": manifest.verified,
+        "parity_passed": (manifest.parity or {}).get("passed"),
+        "tool_versions": data["tool_versions"],
+        "available_providers": available_providers(),
+    }

@@ -1,0 +1,268 @@
+"""The decoding loop: prefill, then one token per step through the KV cache.
+
+Batches are left-padded; ``position_ids = cumsum(attention_mask) - 1`` (clipped at 0 on
+padding), so every row sees the same positions as when it runs alone. A row stops at an
+eos id, at a stop string, after ``max_new_tokens`` tokens, or at the end of the context
+(``max_position_embeddings``); finished rows keep riding along in the batch (their tokens
+are ignored) until every row is done.
+
+Stop strings end generation when the generated text contains one; the returned text stops
+*before* the stop string (as in the OpenAI API), while ``token_ids`` keep every generated
+id. Streaming holds back text that could still become a stop string.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InvalidSettingError, PromptTooLongError
+from .kv_cache import CausalLMRunner
+from .sampling import Sampler, SamplingSettings
+from .tokenizer import StreamDecoder, Tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """One row's output.
+
+    Attributes:
+        text: the generated text (special tokens skipped, cut before a stop string).
+        token_ids: generated ids, including a final eos id when one ended the row.
+        prompt_token_count: prompt length after any truncation.
+        finish_reason: "eos", "stop" (a stop string), or "length" (max_new_tokens or
+            the context end).
+    """
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    prompt_token_count: int = 0
+    finish_reason: str = "length"
+
+
+def check_max_new_tokens(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidSettingError(
+            f"max_new_tokens must be an integer >= 1, got {value!r}. Use e.g. max_new_tokens=64."
+        )
+    return int(value)
+
+
+def check_stop(stop: str | Sequence[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    stop = tuple(stop)
+    if not all(isinstance(s, str) and s for s in stop):
+        raise InvalidSettingError(
+            f"stop must be a non-empty string or a list of them, got {stop!r}. Use e.g. "
+            "stop=['\\n\\n']."
+        )
+    return stop
+
+
+def fit_prompt(ids: list[int], context: int | None, max_new_tokens: int, truncate: bool) -> list[int]:
+    """Check (or left-truncate) a prompt against the context window.
+
+    Raises:
+        InvalidSettingError: the prompt is empty.
+        PromptTooLongError: ``len(ids) >= context`` and ``truncate`` is false.
+    """
+    if not ids:
+        raise InvalidSettingError(
+            "the prompt encodes to zero tokens; pass some text (or token ids) to continue."
+        )
+    if context is None or len(ids) < context:
+        return ids
+    if not truncate:
+        raise PromptTooLongError(
+            f"the prompt has {len(ids)} tokens but the model's context is {context} "
+            "(max_position_embeddings), leaving no room to generate. Shorten the prompt, or pass "
+            "truncate=True to keep only its last tokens."
+        )
+    keep = max(1, context - min(max_new_tokens, context - 1))
+    logger.info("prompt truncated from %d to its last %d tokens", len(ids), keep)
+    return ids[-keep:]
+
+
+class _StopMatcher:
+    """Streams one row's text while watching for stop strings."""
+
+    def __init__(self, decoder: StreamDecoder, stop: tuple[str, ...]):
+        self.decoder = decoder
+        self.stop = stop
+        self.hold = max((len(s) for s in stop), default=1) - 1
+        self.pending = ""  # decoded but not yet released (could start a stop string)
+        self.released: list[str] = []
+        self.stopped = False
+
+    def _release(self, final: bool) -> str:
+        if final or not self.stop:
+            out, self.pending = self.pending, ""
+        else:
+            # keep back the longest tail (< the longest stop string) that could start one
+            cut = max(len(self.pending) - self.hold, 0)
+            while cut < len(self.pending) and not any(
+                s.startswith(self.pending[cut:]) for s in self.stop
+            ):
+                cut += 1
+            out, self.pending = self.pending[:cut], self.pending[cut:]
+        if out:
+            self.released.append(out)
+        return out
+
+    def push(self, token_id: int) -> str:
+        self.pending += self.decoder.push(token_id)
+        for s in self.stop:
+            at = self.pending.find(s)
+            if at >= 0:
+                self.pending = self.pending[:at]
+                self.stopped = True
+                return self._release(final=True)
+        return self._release(final=False)
+
+    def finish(self) -> str:
+        if not self.stopped:
+            self.pending += self.decoder.flush()
+            for s in self.stop:  # a stop string completed only by the flushed tail
+                at = self.pending.find(s)
+                if at >= 0:
+                    self.pending = self.pending[:at]
+                    self.stopped = True
+                    break
+        return self._release(final=True)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.released)
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pad id lists: (input_ids int64 [B, T], attention_mask int64 [B, T])."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        if len(row):
+            ids[i, width - len(row):] = row
+            mask[i, width - len(row):] = 1
+    return ids, mask
+
+
+def positions_from_mask(mask: np.ndarray) -> np.ndarray:
+    """``cumsum(mask) - 1`` clipped at 0 (docs/DESIGN.md)."""
+    return np.clip(np.cumsum(mask, axis=-1) - 1, 0, None).astype(np.int64)
+
+
+def generate_tokens(
+    runner: CausalLMRunner,
+    rows: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    sampling: SamplingSettings,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    context: int | None,
+) -> Iterator[np.ndarray]:
+    """Yield the next token of every row, step by step (int64 [B]); the caller stops early
+    by closing the iterator. Stops by itself when every row hit eos, after
+    ``max_new_tokens`` steps, or at the end of the context."""
+    batch = len(rows)
+    input_ids, mask = left_pad(rows, pad_id)
+    positions = positions_from_mask(mask)
+    sampler = Sampler(sampling)
+    seen = None
+    if sampling.repetition_penalty not in (None, 1.0):
+        seen = np.zeros((batch, runner.vocab_size), dtype=bool)
+        for i, row in enumerate(rows):
+            seen[i, [t for t in row if 0 <= t < runner.vocab_size]] = True
+    eos = np.array(sorted(set(eos_ids)), dtype=np.int64)
+    done = np.zeros(batch, dtype=bool)
+    steps = max_new_tokens
+    if context is not None:
+        steps = min(steps, context - int(mask.sum(-1).max()))
+    cache = runner.empty_cache(batch)
+    logits, cache = runner.step(input_ids, mask, positions, cache)
+    for step in range(steps):
+        tokens = sampler(logits, seen)
+        tokens = np.where(done, pad_id, tokens)
+        yield tokens
+        done |= np.isin(tokens, eos)
+        if done.all() or step == steps - 1:
+            return
+        if seen is not None:
+            seen[np.arange(batch), tokens] = True
+        mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
+        positions = (mask.sum(-1, keepdims=True) - 1).astype(np.int64)
+        logits, cache = runner.step(tokens[:, None], mask, positions, cache)
+
+
+def stream_generate(
+    runner: CausalLMRunner,
+    tokenizer: Tokenizer,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    sampling: SamplingSettings,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    context: int | None,
+    stop: tuple[str, ...] = (),
+) -> Generator[tuple[int, str], None, list[GenerationResult]]:
+    """Generate for a batch of token-id prompts (already fitted to the context).
+
+    Yields ``(row, text_piece)`` as text becomes final; returns (``StopIteration.value``,
+    or ``results = yield from ...``) one :class:`GenerationResult` per row. Joined pieces of
+    a row equal its ``result.text``.
+    """
+    matchers = [_StopMatcher(tokenizer.stream_decoder(), stop) for _ in prompts]
+    ids: list[list[int]] = [[] for _ in prompts]
+    reasons = ["length"] * len(prompts)
+    active = [True] * len(prompts)
+    eos_set = {int(e) for e in eos_ids}
+    steps = generate_tokens(
+        runner, prompts, max_new_tokens=max_new_tokens, sampling=sampling, eos_ids=eos_ids,
+        pad_id=pad_id, context=context,
+    )
+    try:
+        for tokens in steps:
+            for row, token in enumerate(tokens.tolist()):
+                if not active[row]:
+                    continue
+                ids[row].append(token)
+                if token in eos_set:
+                    active[row], reasons[row] = False, "eos"
+                    continue
+                piece = matchers[row].push(token)
+                if piece:
+                    yield row, piece
+                if matchers[row].stopped:
+                    active[row], reasons[row] = False, "stop"
+            if not any(active):
+                break
+    finally:
+        steps.close()
+    results = []
+    for row, matcher in enumerate(matchers):
+        tail = matcher.finish()
+        if tail:
+            yield row, tail
+        if matcher.stopped:
+            reasons[row] = "stop"
+        results.append(GenerationResult(matcher.text, ids[row], len(prompts[row]), reasons[row]))
+    return results
+
+
+def run_to_end(stream: Generator[tuple[int, str], None, list[GenerationResult]]):
+    """Drain a :func:`stream_generate` generator and return its results."""
+    while True:
+        try:
+            next(stream)
+        except StopIteration as stop:
+            return stop.value

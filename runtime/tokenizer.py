@@ -1,0 +1,188 @@
+"""Tokenizer files of an export folder, read with the `tokenizers` library (no transformers).
+
+Reads ``tokenizer.json`` (the fast tokenizer), special tokens from ``tokenizer_config.json``
+(falling back to ``special_tokens_map.json``) and the chat template from
+``tokenizer_config.json["chat_template"]`` or ``chat_template.jinja`` (transformers >= 4.47
+writes the latter).
+
+:class:`StreamDecoder` turns token ids into text pieces one id at a time. It holds back a
+piece while its bytes are an incomplete UTF-8 character (the decoder yields U+FFFD there),
+so streamed pieces joined equal ``decode(all_ids)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer as _HFTokenizer
+
+from .errors import ModelFolderError
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKEN_NAMES = (
+    "bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token",
+)
+_REPLACEMENT = "\ufffd"
+
+
+def _token_text(value) -> str | None:
+    """Special tokens are stored as a string or as an AddedToken dict {"content": ...}."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFolderError(
+            f"{str(path)!r} is not valid JSON ({exc}). Re-export the model or copy the file again."
+        ) from None
+    if not isinstance(data, dict):
+        raise ModelFolderError(f"{str(path)!r} must hold a JSON object. Re-export the model.")
+    return data
+
+
+def _chat_template_from(config: dict, folder: Path) -> str | None:
+    template = config.get("chat_template")
+    if isinstance(template, list):  # [{"name": "default", "template": "..."}, ...]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default") or next(iter(named.values()), None)
+    if isinstance(template, str):
+        return template
+    jinja_file = folder / "chat_template.jinja"
+    if jinja_file.is_file():
+        return jinja_file.read_text(encoding="utf-8")
+    return None
+
+
+class Tokenizer:
+    """Encode and decode text with an export folder's tokenizer.
+
+    Attributes:
+        special_tokens: {"bos_token": "<s>", ...} for the special tokens that are set.
+        chat_template: the Jinja chat template source, or ``None``.
+    """
+
+    def __init__(
+        self,
+        backend: _HFTokenizer,
+        special_tokens: dict[str, str] | None = None,
+        chat_template: str | None = None,
+    ):
+        self.backend = backend
+        self.special_tokens = dict(special_tokens or {})
+        self.chat_template = chat_template
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike) -> Tokenizer:
+        """Load ``tokenizer.json`` (+ ``tokenizer_config.json``) from ``folder``.
+
+        Raises:
+            ModelFolderError: ``tokenizer.json`` is missing or cannot be parsed.
+        """
+        folder = Path(folder)
+        path = folder / "tokenizer.json"
+        if not path.is_file():
+            raise ModelFolderError(
+                f"{str(folder)!r} has no tokenizer.json. Re-export the model so the tokenizer is "
+                "saved with it, or copy tokenizer.json from the base model into the folder."
+            )
+        try:
+            backend = _HFTokenizer.from_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises bare Exception on bad JSON
+            raise ModelFolderError(
+                f"cannot parse {str(path)!r}: {exc}. The file is corrupt or from a newer "
+                "`tokenizers`; copy it again or upgrade tokenizers."
+            ) from None
+        config: dict = {}
+        if (folder / "tokenizer_config.json").is_file():
+            config = _read_json(folder / "tokenizer_config.json")
+        special_map: dict = {}
+        if (folder / "special_tokens_map.json").is_file():
+            special_map = _read_json(folder / "special_tokens_map.json")
+        special: dict[str, str] = {}
+        for name in SPECIAL_TOKEN_NAMES:
+            text = _token_text(config.get(name)) or _token_text(special_map.get(name))
+            if text is not None:
+                special[name] = text
+        return cls(backend, special, _chat_template_from(config, folder))
+
+    # ---- ids of special tokens -------------------------------------------------------------
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
+    def special_token_id(self, name: str) -> int | None:
+        """Id of a special token by role, e.g. ``special_token_id("eos_token")``; None if unset."""
+        text = self.special_tokens.get(name)
+        return None if text is None else self.backend.token_to_id(text)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    # ---- encode / decode --------------------------------------------------------------------
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of ``text``. ``add_special_tokens`` applies the tokenizer's post-processor
+        (e.g. a BOS token); chat prompts are encoded without it, as transformers does."""
+        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def encode_batch(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
+        encodings = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        return [e.ids for e in encodings]
+
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def stream_decoder(self, *, skip_special_tokens: bool = True) -> StreamDecoder:
+        return StreamDecoder(self, skip_special_tokens=skip_special_tokens)
+
+
+class StreamDecoder:
+    """Incremental detokenizer: ``push(id)`` returns the new text (maybe ""), ``flush()`` the rest.
+
+    Two offsets into the ids seen so far: text is decoded from ``prefix`` (a few tokens of
+    context, so decoders that strip a leading space see the same context as a full decode),
+    and ``read`` marks what has been emitted. A piece is emitted only when it does not end
+    in U+FFFD, i.e. its last UTF-8 character is complete.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, *, skip_special_tokens: bool = True):
+        self._tokenizer = tokenizer
+        self._skip = skip_special_tokens
+        self._ids: list[int] = []
+        self._prefix = 0
+        self._read = 0
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=self._skip)
+
+    def _step(self, final: bool) -> str:
+        prefix_text = self._decode(self._ids[self._prefix:self._read])
+        new_text = self._decode(self._ids[self._prefix:])
+        if len(new_text) > len(prefix_text) and (final or not new_text.endswith(_REPLACEMENT)):
+            if not new_text.startswith(prefix_text):  # decoder rewrote the context; stay in sync
+                logger.debug("stream decoder context changed: %r -> %r", prefix_text, new_text)
+            piece = new_text[len(prefix_text):]
+            self._prefix, self._read = self._read, len(self._ids)
+            return piece
+        return ""
+
+    def push(self, token_id: int) -> str:
+        """Add one id; return the text it completes ("" while a character is incomplete)."""
+        self._ids.append(int(token_id))
+        return self._step(final=False)
+
+    def flush(self) -> str:
+        """Return any held-back text (e.g. an incomplete character at the end, as U+FFFD)."""
+        return self._step(final=True) if self._read < len(self._ids) else ""

@@ -1,0 +1,81 @@
+"""The torch-free tokenizer: special tokens, chat template lookup, streaming detokenization."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runtime.errors import ModelFolderError
+from runtime.tokenizer import Tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok(smollm2_tokenizer_dir):
+    return Tokenizer.from_folder(smollm2_tokenizer_dir)
+
+
+def test_special_tokens_and_ids_match_transformers(tok, hf_smollm2_tokenizer):
+    hf = hf_smollm2_tokenizer
+    assert tok.special_tokens == {k: v for k, v in hf.special_tokens_map.items() if isinstance(v, str)}
+    assert tok.special_token_id("eos_token") == hf.eos_token_id == 2
+    assert tok.special_token_id("bos_token") == hf.bos_token_id == 1
+    assert tok.vocab_size == len(hf) == 49152
+
+
+@pytest.mark.parametrize("text", ["Hello world", "  spaced  out ", "héllo 日本語 😀", "a\nb\tc"])
+def test_encode_decode_equal_transformers(tok, hf_smollm2_tokenizer, text):
+    ids = tok.encode(text)
+    assert ids == hf_smollm2_tokenizer(text)["input_ids"]
+    assert tok.decode(ids) == hf_smollm2_tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_chat_template_from_jinja_file_or_tokenizer_config(tmp_path, smollm2_tokenizer_dir, tok):
+    # transformers 5 writes chat_template.jinja; older exports keep it in tokenizer_config.json
+    assert "im_start" in tok.chat_template
+    shutil.copy(smollm2_tokenizer_dir / "tokenizer.json", tmp_path)
+    config = {"eos_token": {"content": "<|im_end|>"}, "chat_template": [
+        {"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    old = Tokenizer.from_folder(tmp_path)
+    assert old.chat_template == "D" and old.special_tokens == {"eos_token": "<|im_end|>"}
+
+
+def test_missing_and_corrupt_tokenizer_give_clear_errors(tmp_path):
+    with pytest.raises(ModelFolderError, match="no tokenizer.json"):
+        Tokenizer.from_folder(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{\"version\": ")
+    with pytest.raises(ModelFolderError, match="cannot parse"):
+        Tokenizer.from_folder(tmp_path)
+
+
+def _streamed(tok, ids, skip=True):
+    decoder = tok.stream_decoder(skip_special_tokens=skip)
+    pieces = [decoder.push(i) for i in ids]
+    pieces.append(decoder.flush())
+    return pieces
+
+
+def test_stream_never_splits_a_multibyte_character(tok):
+    text = "naïve café 日本語 😀🚀 done"
+    ids = tok.encode(text)
+    pieces = _streamed(tok, ids)
+    assert "".join(pieces) == text
+    assert all("\ufffd" not in p for p in pieces)
+    assert len(ids) > len([p for p in pieces if p])  # some ids completed no character alone
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.integers(0, 49151), min_size=0, max_size=40), skip=st.booleans())
+def test_stream_of_random_ids_equals_full_decode(tok, ids, skip):
+    assert "".join(_streamed(tok, ids, skip)) == tok.decode(ids, skip_special_tokens=skip)
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(max_size=40))
+def test_stream_of_any_text_round_trips(tok, text):
+    ids = tok.encode(text)
+    assert "".join(_streamed(tok, ids)) == tok.decode(ids)
