@@ -5,35 +5,22 @@ Public API (plain functions; the CLI calls them)::
     from exporters import export
     result = export("ckpt/", "out/", precision="int8")   # -> ExportResult
 
-Submodules: ``spec`` (what: I/O per task/architecture), ``detach`` (build + fold),
-``onnx`` (how: torch.onnx dynamo export), ``quantize``, ``verify`` (parity gate),
-``package`` (atomic folder + manifest), ``api`` (the pipeline), ``testing`` (tiny exports).
-
-The functions ``quantize``, ``verify`` and ``detach`` share their names with submodules; the
-package attribute is the function (import submodule contents with
-``from exporters.quantize import convert_to_ort``). Importing this package imports torch.
+Submodules, named for their concept: ``spec`` (what: I/O per task/architecture),
+``sources`` (recognise a checkpoint), ``detached`` (the shadow-only torch model),
+``detaching`` (build + fold: :func:`detach`), ``onnx`` (how: torch.onnx dynamo export),
+``quantization`` (:func:`quantize`, :func:`convert_to_ort`), ``parity`` (the parity report
+and gate: :func:`~exporters.parity.check_parity`), ``package`` (atomic folder + manifest),
+``api`` (the pipeline: :func:`export`, :func:`verify`), ``testing`` (tiny exports).
+Importing this package imports torch.
 """
 
 from __future__ import annotations
 
-from .api import (
-    STAGES,
-    ExportResult,
-    export,
-    export_onnx,
-    load,
-    quantize,
-    quantize_export,
-    verify,
-)
-from .detach import Detached, detach, fold
+from .api import STAGES, ExportResult, export, export_onnx, load, quantize_export, verify
 from .detached import DetachedShadow
-from .quantize import convert_to_ort
-from .verify import QUANTIZED_THRESHOLDS, ParityCheck, ParityReport
-
-# Re-bind the function names after the submodules of the same name were imported.
-from .api import quantize, verify  # noqa: F811  isort: skip
-from .detach import detach  # noqa: F811  isort: skip
+from .detaching import Detached, detach, fold
+from .parity import QUANTIZED_THRESHOLDS, ParityCheck, ParityReport, check_parity
+from .quantization import convert_to_ort, quantize
 
 __all__ = [
     "QUANTIZED_THRESHOLDS",
@@ -43,6 +30,7 @@ __all__ = [
     "ExportResult",
     "ParityCheck",
     "ParityReport",
+    "check_parity",
     "convert_to_ort",
     "detach",
     "export",

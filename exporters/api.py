@@ -17,12 +17,11 @@ from pathlib import Path
 from shadow_edge.errors import ConfigError
 
 from . import onnx as onnx_export
-from . import package
-from . import quantize as quantize_module
-from . import verify as verify_module
-from .detach import Detached, detach, notify
+from . import package, sources
+from .detaching import Detached, detach, notify
+from .parity import PRECISIONS, ParityReport, check_parity
+from .quantization import convert_to_ort, model_opset, quantize
 from .spec import TEXT_GENERATION
-from .verify import PRECISIONS, ParityReport
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class ExportResult:
 
 def load(checkpoint, *, base=None, task: str | None = None,
          trust_remote_code: bool = False, progress: Progress | None = None) -> Detached:
-    """The ``load`` and ``fold`` stages of :func:`export`: :func:`exporters.detach.detach`."""
+    """The ``load`` and ``fold`` stages of :func:`export`: :func:`exporters.detaching.detach`."""
     return detach(checkpoint, base=base, task=task, trust_remote_code=trust_remote_code,
                   progress=progress)
 
@@ -59,20 +58,13 @@ def export_onnx(checkpoint, output_path, *, base=None, task: str | None = None,
                 trust_remote_code: bool = False) -> onnx_export.OnnxExport:
     """Detach ``checkpoint`` and write one fp32 ONNX file (no folder, no gate).
 
-    ``checkpoint`` is anything :func:`exporters.detach.detach` accepts, or a
-    :class:`~exporters.detach.Detached`.
+    ``checkpoint`` is anything :func:`exporters.detaching.detach` accepts, or a
+    :class:`~exporters.detaching.Detached`.
     """
     detached = checkpoint if isinstance(checkpoint, Detached) else load(
         checkpoint, base=base, task=task, trust_remote_code=trust_remote_code)
     return onnx_export.export_onnx(detached.model, output_path, opset=opset,
                                    external_data=external_data)
-
-
-def quantize(onnx_path, output_path, precision: str, *, keep_embeddings: bool = False,
-             external_data: bool | None = None) -> Path:
-    """Quantize an fp32 ONNX file to ``"int8"`` or ``"int4"`` (see ``exporters.quantize``)."""
-    return quantize_module.quantize(onnx_path, output_path, precision,
-                                    keep_embeddings=keep_embeddings, external_data=external_data)
 
 
 def _special_ids(detached: Detached) -> tuple:
@@ -91,12 +83,21 @@ def verify(onnx_path, checkpoint, *, precision: str | None = None, base=None,
 
     Raises:
         ParityError: a check failed and ``raise_on_failure`` (``error.report`` has details).
+        ConfigError: the checkpoint records another task than the export folder's.
+        CheckpointError / runtime ``ModelFolderError``: unreadable checkpoint or folder.
     """
     path = Path(onnx_path)
     if path.is_dir():
         from runtime.manifest import read_manifest
 
         manifest = read_manifest(path)
+        recorded = (sources.recorded_task_of(checkpoint)
+                    if isinstance(checkpoint, (str, Path)) and Path(checkpoint).is_dir() else None)
+        if recorded is not None and recorded != manifest.task:
+            raise ConfigError(
+                f"{path} is a {manifest.task} export, but {checkpoint} is a {recorded} "
+                "checkpoint; pass the checkpoint the folder was exported from"
+            )
         path = path / manifest.model_file
         precision = precision or manifest.precision
         task = task or manifest.task
@@ -107,7 +108,7 @@ def verify(onnx_path, checkpoint, *, precision: str | None = None, base=None,
 
 def _verify(path: Path, detached: Detached, precision: str, *,
             raise_on_failure: bool = True) -> ParityReport:
-    return verify_module.verify(
+    return check_parity(
         path, detached.reference, task=detached.task, precision=precision,
         vocab_size=int(detached.model.config.vocab_size),
         pad_token_id=detached.tokens.pad_token_id, special_ids=_special_ids(detached),
@@ -131,7 +132,7 @@ def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision
         "model_file": MODEL_FILE,
         "ort_model_file": ort_file,
         "precision": precision,
-        "opset": exported.opset,
+        "opset": model_opset(folder / MODEL_FILE),  # int4 raises it (quantization.py)
         "inputs": [s.to_dict() for s in exported.inputs],
         "outputs": [s.to_dict() for s in exported.outputs],
         "model": {
@@ -207,7 +208,7 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         if precision != "fp32":
             notify(progress, "quantize", precision=precision,
                     keep_embeddings=int4_keep_embeddings)
-            quantize_module.quantize(exported.path, staging / MODEL_FILE, precision,
+            quantize(exported.path, staging / MODEL_FILE, precision,
                                      keep_embeddings=int4_keep_embeddings,
                                      external_data=exported.external_data)
             shutil.rmtree(work)
@@ -218,7 +219,7 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         notify(progress, "write", output_dir=str(output), ort=ort)
         ort_file = None
         if ort:
-            ort_file = quantize_module.convert_to_ort(staging / MODEL_FILE)[0].name
+            ort_file = convert_to_ort(staging / MODEL_FILE)[0].name
         package.write_model_config(detached.model.config, staging,
                                    id2label=detached.model.id2label)
         if detached.task == TEXT_GENERATION:
@@ -263,11 +264,12 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
         for file in source.iterdir():
             if file.is_file() and file.name not in (MANIFEST_FILE, MODEL_FILE, MODEL_FILE + ".data"):
                 shutil.copyfile(file, staging / file.name)
-        quantize_module.quantize(source / MODEL_FILE, staging / MODEL_FILE, precision,
+        quantize(source / MODEL_FILE, staging / MODEL_FILE, precision,
                                  keep_embeddings=keep_embeddings,
                                  external_data=(source / (MODEL_FILE + ".data")).exists())
         parity = _verify(staging / MODEL_FILE, detached, precision) if detached else None
-        manifest.update(precision=precision, verified=parity is not None and parity.passed,
+        manifest.update(precision=precision, opset=model_opset(staging / MODEL_FILE),
+                        verified=parity is not None and parity.passed,
                         parity=parity.to_dict() if parity is not None else None)
         if parity is None:
             manifest["verified_reason"] = (f"quantized from the fp32 export {source} without a "

@@ -66,7 +66,7 @@ class DetachedShadow(nn.Module):
         backbone: an HF base model with its input embeddings (e.g. ``LlamaModel``).
         head: ``nn.Linear(H, V)`` (causal LM) or ``nn.Linear(H, num_labels)`` (classifier).
         task: ``"text-generation"`` or ``"text-classification"``.
-        projection: bias-free ``nn.Linear(Hs, H)`` or ``None``; :func:`exporters.detach.fold`
+        projection: bias-free ``nn.Linear(Hs, H)`` or ``None``; :func:`exporters.detaching.fold`
             folds it into the head.
         id2label: class names for classification.
 

@@ -13,8 +13,22 @@ import numpy as np
 from shadow_edge.errors import ExportError
 
 
+def ort_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions onnxruntime raises for a model it cannot load or run. Its pybind error
+    types (``InvalidArgument``, ``Fail``, ...) do not derive from ``RuntimeError``."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (RuntimeError, ValueError, state.Fail, state.InvalidArgument, state.InvalidGraph,
+            state.InvalidProtobuf, state.NoSuchFile, state.NotImplemented,
+            state.RuntimeException)
+
+
 def session(path: str | Path):
-    """An onnxruntime CPU session, one thread (deterministic and friendly to shared CPUs)."""
+    """An onnxruntime CPU session, one thread (deterministic and friendly to shared CPUs).
+
+    Raises:
+        ExportError: onnxruntime cannot load the file.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -23,8 +37,17 @@ def session(path: str | Path):
     options.log_severity_level = 3
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except (RuntimeError, ValueError) as error:  # onnxruntime raises its own RuntimeError subclasses
+    except ort_errors() as error:
         raise ExportError(f"onnxruntime cannot load {path}: {error}") from error
+
+
+def run(sess, output_names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """``sess.run`` with onnxruntime's failures raised as ``ExportError`` (a broken graph)."""
+    try:
+        return sess.run(output_names, feed)
+    except ort_errors() as error:
+        raise ExportError(f"the exported graph fails in onnxruntime: {error}; the export is "
+                          "broken - report the model") from error
 
 
 def positions(mask: np.ndarray) -> np.ndarray:
@@ -44,6 +67,7 @@ class OnnxCausalLM:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def empty_past(self, batch: int) -> list[np.ndarray]:
+        """Past tensors of length 0: float32 [batch, kv_heads, 0, head_dim] per key/value."""
         return [np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32)
                 for _ in self.past_names]
 
@@ -59,7 +83,7 @@ class OnnxCausalLM:
             "position_ids": positions(attention_mask)[:, -input_ids.shape[1]:],
         }
         feed.update(zip(self.past_names, past))
-        outputs = self.session.run(self.output_names, feed)
+        outputs = run(self.session, self.output_names, feed)
         return outputs[0], outputs[1:]
 
     def prefill_then_decode(self, input_ids: np.ndarray, attention_mask: np.ndarray,
@@ -94,6 +118,11 @@ class OnnxClassifier:
         self.session = session(path)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """int64 [batch, seq] ids and mask -> float32 logits [batch, num_labels].
+
+        Raises:
+            ExportError: onnxruntime fails to run the graph.
+        """
         feed = {"input_ids": np.asarray(input_ids, np.int64),
                 "attention_mask": np.asarray(attention_mask, np.int64)}
-        return self.session.run(["logits"], feed)[0]
+        return run(self.session, ["logits"], feed)[0]

@@ -58,10 +58,12 @@ def check_output(output_dir: str | Path, *, force: bool = False) -> Path:
 def staged_output(output_dir: str | Path, *, force: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``output_dir``; move it into place on success.
 
-    On an exception inside the block the temporary folder is deleted and the exception
-    re-raised; the previous output (with ``force``) is left untouched.
+    On an exception inside the block the temporary folder (and any parent folder created for
+    it) is deleted and the exception re-raised; the previous output (with ``force``) is left
+    untouched.
     """
     output = check_output(output_dir, force=force)
+    created = [p for p in (output.parent, *output.parent.parents) if not p.exists()]
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
@@ -73,6 +75,9 @@ def staged_output(output_dir: str | Path, *, force: bool = False) -> Iterator[Pa
         _swap_into_place(staging, output, force=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # deepest first; only if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
 
 
@@ -94,6 +99,7 @@ def _swap_into_place(staging: Path, output: Path, *, force: bool) -> None:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of the file at ``path``, read ``chunk`` bytes at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
@@ -173,6 +179,7 @@ def write_generation_config(asset_dirs: list[Path], folder: Path, tokens) -> Non
 
 
 def tool_versions() -> dict[str, str]:
+    """Installed versions of shadow_edge and the export toolchain (missing ones left out)."""
     from importlib.metadata import PackageNotFoundError, version
 
     import shadow_edge

@@ -41,6 +41,11 @@ LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
 
 @dataclass
 class Loaded:
+    """A recognised source: the unfolded :class:`DetachedShadow` (float32 copies), the torch
+    ``reference`` ``(input_ids, attention_mask, position_ids) -> logits`` (int64 inputs,
+    float32 logits), the canonical task, special tokens, the checkpoint path (absolute) and
+    base, ``kind`` (``"adapter"`` / ``"standalone"``) and where tokenizer files live."""
+
     model: DetachedShadow
     reference: Callable
     task: str
@@ -241,7 +246,7 @@ def _load_hf_folder(folder: Path, task: str | None, trust_remote_code: bool) -> 
             f"cannot load the model in {folder}: {error}; the weights are missing or corrupt - "
             "re-save the model with save_pretrained"
         ) from error
-    return from_hf_model(model, task=task, checkpoint=str(folder), asset_dirs=[folder])
+    return from_hf_model(model, task=task, checkpoint=str(folder.absolute()), asset_dirs=[folder])
 
 
 def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool) -> Loaded:
@@ -261,8 +266,15 @@ def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool)
         raise CheckpointError(
             f"the base model {chosen} does not exist; pass the base folder with --base PATH_OR_ID"
         )
-    if task is None and shadow_config.get("task_type"):
-        task = normalize_task(shadow_config["task_type"])
+    recorded_task = recorded_task_of(folder)
+    if task is None:
+        task = recorded_task
+    elif recorded_task is not None and task != recorded_task:
+        # fail before loading the base (the core would load it, then refuse the wrapper)
+        raise ConfigError(
+            f"{folder} is a {recorded_task} checkpoint (task_type in {SHADOW_CONFIG}), but "
+            f"task {task!r} was requested; drop --task or pass task={recorded_task!r}"
+        )
     model = shadow_edge.load_shadow_checkpoint(
         str(folder), base=chosen, task=task, trust_remote_code=trust_remote_code
     )
@@ -271,12 +283,36 @@ def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool)
     asset_dirs = [folder]
     if isinstance(chosen, (str, Path)) and Path(chosen).is_dir():
         asset_dirs.append(Path(chosen))
-    return from_shadow_model(model, task=task, checkpoint=str(folder),
+    return from_shadow_model(model, task=task, checkpoint=str(folder.absolute()),
                              base=str(base_name) if base_name else None, asset_dirs=asset_dirs)
 
 
+def recorded_task_of(folder: str | Path) -> str | None:
+    """The task a checkpoint folder records, without loading it: ``task_type`` of an adapter's
+    ``shadow_config.json``, or the ``architectures`` of an HF ``config.json`` (``None`` when
+    the folder records none, e.g. adapters saved by shadow-peft 0.1.x).
+
+    Raises:
+        CheckpointError: the JSON file is unreadable.
+    """
+    folder = Path(folder)
+    if (folder / SHADOW_CONFIG).is_file():
+        task_type = read_json(folder / SHADOW_CONFIG).get("task_type")
+        return normalize_task(task_type) if task_type else None
+    if (folder / HF_CONFIG).is_file():
+        config = read_json(folder / HF_CONFIG)
+        if config.get("model_type") == PROJECTION_MODEL_TYPE:
+            return TEXT_GENERATION
+        archs = config.get("architectures") or []
+        if any(a.endswith("ForSequenceClassification") for a in archs):
+            return TEXT_CLASSIFICATION
+        if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+            return TEXT_GENERATION
+    return None
+
+
 def load(source, *, base=None, task: str | None = None, trust_remote_code: bool = False) -> Loaded:
-    """Dispatch on the kind of ``source`` (see :mod:`exporters.detach`)."""
+    """Dispatch on the kind of ``source`` (see :mod:`exporters.detaching`)."""
     if task is not None:
         task = normalize_task(task)
     if isinstance(source, DetachedShadow):
@@ -294,8 +330,9 @@ def load(source, *, base=None, task: str | None = None, trust_remote_code: bool 
         )
     folder = Path(source)
     if not folder.is_dir():
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
         raise CheckpointError(
-            f"checkpoint folder {folder} does not exist; pass a ShadowPEFT adapter folder "
+            f"checkpoint folder {folder} {problem}; pass a ShadowPEFT adapter folder "
             "(with shadow_config.json) or an HF model folder (with config.json)"
         )
     if (folder / SHADOW_CONFIG).is_file():

@@ -1,7 +1,7 @@
 """What to export: the declarative ONNX I/O spec per task and per decoder architecture.
 
 This module only *describes* graphs (names, dtypes, named dynamic axes, default opset); the
-conversion lives in ``exporters.onnx`` and the checks in ``exporters.verify`` (the split
+conversion lives in ``exporters.onnx`` and the checks in ``exporters.parity`` (the split
 optimum's exporters use). Tasks and architectures register with a decorator::
 
     @register_task("text-generation")
@@ -261,4 +261,5 @@ def normalize_task(task: str) -> str:
 
 
 def task_spec(task: str) -> type[TaskSpec]:
+    """The registered :class:`TaskSpec` for ``task`` or an alias (``ConfigError`` if unknown)."""
     return _TASKS[normalize_task(task)]

@@ -7,6 +7,7 @@
 - :func:`tiny_model` builds a random-weight HF causal LM / classifier of a supported
   architecture; :func:`tiny_model_folder` saves it with the tokenizer.
 - :func:`tiny_export` exports such a folder with :func:`exporters.export`.
+- :func:`copying_export` stands in for the (slow) dynamo export in pipeline tests.
 """
 
 from __future__ import annotations
@@ -134,3 +135,33 @@ def tiny_export(tmp_path: str | Path, arch: str = "llama", task: str = TEXT_GENE
     source = tiny_model_folder(tmp_path / f"{stem}-source", arch, task, seed=seed,
                                **(sizes or {}))
     return export(source, tmp_path / stem, precision=precision, **export_kwargs).output_dir
+
+
+def copying_export(source: str | Path, perturb=None):
+    """A stand-in for :func:`exporters.onnx.export_onnx` that copies the fp32 ONNX file
+    ``source`` (an export of the same model) instead of tracing, optionally editing the copy
+    with ``perturb(model_proto)``. Tests patch it over ``exporters.api.onnx_export.export_onnx``
+    so the rest of the pipeline (quantize, verify, ORT, packaging) runs for real in
+    milliseconds. ``source`` and ``perturb`` may be changed on the returned function.
+    """
+    import shutil
+
+    from .onnx import OnnxExport
+    from .spec import task_spec
+
+    def export_onnx(model, output, *, opset=None, external_data=None, **kwargs):
+        import onnx
+
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(export_onnx.source, output)
+        if export_onnx.perturb is not None:
+            proto = onnx.load(str(output))
+            export_onnx.perturb(proto)
+            onnx.save(proto, str(output))
+        spec, dims = task_spec(model.task), model.dims()
+        return OnnxExport(path=output, task=model.task, opset=18, inputs=spec.inputs(dims),
+                          outputs=spec.outputs(dims), external_data=False, files=[output])
+
+    export_onnx.source, export_onnx.perturb = source, perturb
+    return export_onnx

@@ -12,23 +12,8 @@ import typer
 
 from . import console
 from .inputs import read_texts
+from .loading import load_for_task
 from .options import JsonOpt, ModelDirArg, OrtFormatOpt, ProviderOpt, ThreadsOpt, usage_error
-
-
-def load_classifier(model_dir: Path, provider: list[str] | None, threads: int | None,
-                    use_ort: bool = False):
-    """Load an export folder for classification; ``BadParameter`` if it generates text."""
-    import runtime
-
-    model = runtime.load(model_dir, providers=provider, threads=threads,
-                         use_ort_format=use_ort)
-    if model.manifest.task != "text-classification":
-        raise usage_error(
-            f"'{model_dir}' is a {model.manifest.task} model, not a classifier. Use "
-            f"'shadow-edge generate {model_dir} PROMPT' instead.",
-            param_hint="'MODEL_DIR'",
-        )
-    return model
 
 
 def gather_texts(texts: list[str] | None, file: Path | None) -> list[str]:
@@ -65,7 +50,7 @@ def classify_command(
     onnxruntime only. Example: shadow-edge classify out "turn off the fan" -f more.txt
     """
     items = gather_texts(texts, file)
-    model = load_classifier(model_dir, provider, threads, ort)
+    model = load_for_task(model_dir, "text-classification", provider, threads, ort)
     outputs = model.classify(items, batch_size=batch_size)
     results: list[dict[str, Any]] = [
         {"text": text, **out.as_dict(model.labels)} for text, out in zip(items, outputs)

@@ -46,14 +46,19 @@ def note(message: str) -> None:
 
 
 def quiet_transformers() -> None:
-    """Hide transformers' own progress bars ("Loading weights") unless -v was given: the
-    CLI draws its own progress. Call only in commands that import transformers anyway."""
+    """Hide third-party chatter unless -v was given: transformers' progress bars and load
+    reports (a base loaded for an adapter lists the heads the adapter brings as "MISSING"),
+    and torch.onnx's notes about optional packages. The CLI draws its own progress and
+    reports real problems as errors. Call only in commands that import transformers anyway.
+    """
     import logging
 
     if logging.getLogger("shadow_edge").getEffectiveLevel() > logging.INFO:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
 def add_row(table, *values: Any) -> None:

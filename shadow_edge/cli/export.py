@@ -126,7 +126,8 @@ def export_command(
         "--int4-keep-embeddings", help="With --int4: keep the embedding table in fp32.")] = False,
     ort: Annotated[bool, typer.Option(
         "--ort", help="Also write model.ort (onnxruntime mobile format) and the operator "
-        "config for a reduced build.")] = False,
+        "config for a reduced build; with --int4 it needs --int4-keep-embeddings (the ORT "
+        "format cannot hold a 4-bit embedding table).")] = False,
     task: Annotated[Task | None, typer.Option(
         "--task", help="Task; default: taken from the checkpoint.", show_default=False)] = None,
     base: BaseOpt = None,

@@ -8,11 +8,11 @@ tokenizer has one, as for an instruct model; ``--no-chat-template`` feeds the ra
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from .loading import load_for_task
 from .options import (
     MaxNewTokensOpt,
     ModelDirArg,
@@ -51,22 +51,6 @@ TruncateOpt = Annotated[
 
 EXIT_WORDS = {"/exit", "/quit", "/bye"}
 RESET_WORDS = {"/reset", "/clear"}
-
-
-def load_generator(model_dir: Path, provider: list[str] | None, threads: int | None,
-                   use_ort: bool = False):
-    """Load an export folder for generation; ``BadParameter`` if it is a classifier."""
-    import runtime
-
-    model = runtime.load(model_dir, providers=provider, threads=threads,
-                         use_ort_format=use_ort)
-    if model.manifest.task != "text-generation":
-        raise usage_error(
-            f"'{model_dir}' is a {model.manifest.task} model, not a generation model. Use "
-            f"'shadow-edge classify {model_dir} TEXT' instead.",
-            param_hint="'MODEL_DIR'",
-        )
-    return model
 
 
 def _check_prompt(prompt: str) -> str:
@@ -149,7 +133,7 @@ def generate_command(
     Example: shadow-edge generate out "Turn on the kitchen light" --stream
     """
     _check_prompt(prompt)
-    model = load_generator(model_dir, provider, threads, ort)
+    model = load_for_task(model_dir, "text-generation", provider, threads, ort)
     settings = sampling_settings(max_new_tokens=max_new_tokens, temperature=temperature,
                                  top_k=top_k, top_p=top_p,
                                  repetition_penalty=repetition_penalty, seed=seed)
@@ -187,7 +171,7 @@ def chat_command(
     """
     from runtime.errors import PromptTooLongError
 
-    model = load_generator(model_dir, provider, threads, ort)
+    model = load_for_task(model_dir, "text-generation", provider, threads, ort)
     if model.tokenizer.chat_template is None:
         raise usage_error(
             "this model's tokenizer has no chat template, so it cannot chat. Use "

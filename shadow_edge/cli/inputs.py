@@ -66,15 +66,15 @@ def read_texts(path: Path, *, param_hint: str = "'--file'") -> list[str]:
     """Texts from ``path``: one per line, or ``{"text": ...}`` rows when it ends in ``.jsonl``.
 
     Blank lines are skipped. Raises ``BadParameter`` for an empty file or a row without a
-    string ``text``.
+    non-empty string ``text``.
     """
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
         texts = []
         for number, row in enumerate(read_jsonl(path, param_hint=param_hint), 1):
             text = row.get("text")
-            if not isinstance(text, str):
+            if not isinstance(text, str) or not text.strip():
                 raise usage_error(
-                    f"row {number} of '{path}' has no string \"text\" field. Give each row "
+                    f"row {number} of '{path}' has no non-empty \"text\" field. Give each row "
                     'a "text", e.g. {"text": "turn on the light"}.',
                     param_hint=param_hint,
                 )

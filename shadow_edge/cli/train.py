@@ -154,6 +154,25 @@ def _load_model(settings: TrainSettings, task: str, labels):
     return wrapper(peft, shadow_loss_weight=settings.shadow_loss_weight)
 
 
+def _format_logs(logs: dict[str, Any]) -> str:
+    """``{"loss": 2.31234, "epoch": 0.5}`` -> ``"loss 2.312, epoch 0.5"`` (pure)."""
+    return ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                     for key, value in logs.items())
+
+
+def logs_to_stderr():
+    """A ``TrainerCallback`` that writes Trainer's logs (loss, learning rate, ...) as one line
+    on stderr, on the main process only (built here: transformers is imported lazily)."""
+    from transformers import TrainerCallback
+
+    class LogsToStderr(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                console.note(f"step {state.global_step}: {_format_logs(logs)}")
+
+    return LogsToStderr()
+
+
 def run_training(settings: TrainSettings) -> TrainResult:
     """Load data and base, train with ``Trainer``, save the checkpoint on the main process.
 
@@ -171,6 +190,7 @@ def run_training(settings: TrainSettings) -> TrainResult:
 
     import torch
     from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback
 
     console.quiet_transformers()
     set_seed(settings.seed)
@@ -211,6 +231,9 @@ def run_training(settings: TrainSettings) -> TrainResult:
         )
         trainer = Trainer(model=model, args=args, train_dataset=examples,
                           data_collator=PadCollator(tokenizer.pad_token_id))
+        # Trainer prints its logs on stdout (PrinterCallback); stdout is for results
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(logs_to_stderr())
         output = trainer.train()
         model.eval()
         saved = None

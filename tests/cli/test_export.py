@@ -18,14 +18,31 @@ runner = CliRunner()
 pytestmark = pytest.mark.xdist_group("cli-models")
 
 
-def test_export_prints_stages_sizes_and_parity(tiny_checkpoints, tmp_path):
+def _siblings(tmp_path) -> list[str]:
+    """Everything in ``tmp_path``, hidden temporary export folders included."""
+    return sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_int8_classifier_adapter_export_prints_stages_sizes_and_parity(tiny_checkpoints,
+                                                                       tmp_path):
+    """Why: int8 pre-processing of a classifier adapter crashed in onnxruntime's symbolic
+    shape inference (TypeError 'NoneType' object is not iterable); it now falls back."""
     out = tmp_path / "out"
-    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o", str(out),
-                                 "--onnx"])
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["cls"]), "-o", str(out),
+                                 "--onnx", "--int8"])
     assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "WARNING" not in result.stderr
     manifest = json.loads((out / "shadow_edge.json").read_text())
-    assert manifest["verified"] is True and manifest["precision"] == "fp32"
-    for stage in ("load", "fold", "export", "verify", "write"):
+    assert (manifest["task"], manifest["precision"], manifest["opset"]) == (
+        "text-classification", "int8", 18)
+    assert manifest["verified"] is True and manifest["parity"]["passed"] is True
+    assert manifest["source"]["kind"] == "adapter"
+    assert manifest["source"]["checkpoint"] == str(tiny_checkpoints["cls"].absolute())
+    assert manifest["model"]["id2label"] == {"0": "off", "1": "on", "2": "dim"}
+    checks = {c["name"]: c["value"] for c in manifest["parity"]["checks"]}
+    assert checks["argmax_agreement"] >= 0.75 and checks["mean_logit_cosine"] >= 0.99
+    assert _siblings(tmp_path) == ["out"]
+    for stage in ("load", "fold", "export", "quantize (int8)", "verify (int8)", "write"):
         assert stage in result.stderr, stage
     assert f"exported {out.resolve()}" in result.stdout
     for name in manifest["files"]:
@@ -34,7 +51,22 @@ def test_export_prints_stages_sizes_and_parity(tiny_checkpoints, tmp_path):
         assert check["name"] in result.stdout
 
 
-def test_export_json_int8_ort_and_summary_matches_the_manifest(tiny_checkpoints, tmp_path):
+@pytest.fixture
+def reuse_onnx(monkeypatch, tiny_exports):
+    """``export`` copies the session's fp32 ``model.onnx`` of the same checkpoint instead of
+    tracing it again (the real dynamo path runs in the classifier int8 test and the torchrun
+    test); set ``.source`` to ``tiny_exports[kind] / "model.onnx"``."""
+    import exporters.api
+    from exporters.testing import copying_export
+
+    fake = copying_export(None)
+    monkeypatch.setattr(exporters.api.onnx_export, "export_onnx", fake)
+    return fake
+
+
+def test_export_json_int8_ort_and_summary_matches_the_manifest(tiny_checkpoints, tiny_exports,
+                                                               reuse_onnx, tmp_path):
+    reuse_onnx.source = tiny_exports["lm"] / "model.onnx"
     out = tmp_path / "int8"
     result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o", str(out),
                                  "--int8", "--ort", "--json"])
@@ -59,7 +91,7 @@ def test_int8_with_int4_is_a_usage_error(tiny_checkpoints, tmp_path):
     result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o",
                                  str(tmp_path / "o"), "--int8", "--int4"])
     assert_one_line_error(result, 2, "--int8 and --int4 exclude each other")
-    assert not (tmp_path / "o").exists()
+    assert _siblings(tmp_path) == []
 
 
 def test_keep_embeddings_needs_int4(tiny_checkpoints, tmp_path):
@@ -68,7 +100,8 @@ def test_keep_embeddings_needs_int4(tiny_checkpoints, tmp_path):
     assert_one_line_error(result, 2, "only applies to --int4")
 
 
-def test_existing_output_needs_force(tiny_checkpoints, tiny_exports, tmp_path):
+def test_existing_output_needs_force(tiny_checkpoints, tiny_exports, reuse_onnx, tmp_path):
+    reuse_onnx.source = tiny_exports["cls"] / "model.onnx"
     taken = tmp_path / "taken"
     shutil.copytree(tiny_exports["cls"], taken)
     before = (taken / "shadow_edge.json").read_text()
@@ -80,6 +113,7 @@ def test_existing_output_needs_force(tiny_checkpoints, tiny_exports, tmp_path):
     assert forced.exit_code == 0, forced.output
     assert json.loads((taken / "shadow_edge.json").read_text())["verified"] is False
     assert "not verified (--no-verify)" in forced.stdout
+    assert _siblings(tmp_path) == ["taken"]
 
 
 def test_missing_checkpoint(tmp_path):
@@ -91,8 +125,22 @@ def test_folder_that_is_not_a_checkpoint(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("hi")
     result = runner.invoke(app, ["export", str(tmp_path / "empty"), "-o", str(tmp_path / "o")])
-    assert_one_line_error(result, 1)
-    assert not (tmp_path / "o").exists()
+    assert_one_line_error(result, 1, "neither a ShadowPEFT adapter", "shadow_config.json")
+    assert _siblings(tmp_path) == ["empty"]
+
+
+def test_task_other_than_the_checkpoints(tiny_checkpoints, tmp_path):
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o",
+                                 str(tmp_path / "o"), "--task", "text-classification"])
+    assert_one_line_error(result, 2, "is a text-generation checkpoint", "drop --task")
+    assert _siblings(tmp_path) == []
+
+
+def test_missing_base_folder(tiny_checkpoints, tmp_path):
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o",
+                                 str(tmp_path / "o"), "--base", str(tmp_path / "no-base")])
+    assert_one_line_error(result, 1, "does not exist", "--base")
+    assert _siblings(tmp_path) == []
 
 
 def test_debug_env_shows_the_traceback(tmp_path, monkeypatch):
@@ -112,6 +160,13 @@ class TestVerify:
         report = json.loads(result.stdout)
         assert report["passed"] is True and report["precision"] == "fp32"
         assert all(check["passed"] for check in report["checks"])
+
+    def test_verify_against_a_checkpoint_of_another_task(self, tiny_exports,
+                                                         tiny_checkpoints):
+        result = runner.invoke(app, ["verify", str(tiny_exports["lm"]), "--against",
+                                     str(tiny_checkpoints["cls"])])
+        assert_one_line_error(result, 2, "is a text-generation export",
+                              "is a text-classification checkpoint")
 
     def test_verify_fails_against_a_different_checkpoint(self, tiny_exports, tiny_checkpoints,
                                                          tmp_path):

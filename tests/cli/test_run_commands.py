@@ -181,6 +181,12 @@ class TestClassify:
         result = runner.invoke(app, ["classify", str(tiny_exports["cls"])])
         assert_one_line_error(result, 2, "no texts to classify")
 
+    def test_jsonl_row_with_an_empty_text_is_a_usage_error(self, tiny_exports, tmp_path):
+        rows = tmp_path / "rows.jsonl"
+        rows.write_text('{"text": "ok"}\n{"text": "  "}\n', encoding="utf-8")
+        result = runner.invoke(app, ["classify", str(tiny_exports["cls"]), "-f", str(rows)])
+        assert_one_line_error(result, 2, "row 2", 'non-empty "text"')
+
     def test_classify_on_a_generation_model_points_to_generate(self, tiny_exports):
         result = runner.invoke(app, ["classify", str(tiny_exports["lm"]), "hi"])
         assert_one_line_error(result, 2, "text-generation model", "shadow-edge generate")

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shadow_edge.cli import app
-from shadow_edge.cli.train import adapter_digest
+from shadow_edge.cli.train import _format_logs, adapter_digest
 from tests.cli.conftest import assert_one_line_error, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +46,12 @@ def test_train_generation_writes_a_checkpoint_equal_to_the_trained_weights(tiny_
         "--modules-to-save", "shadow_lm_head",
     ])
     assert result.exit_code == 0, result.output
-    assert f"checkpoint: {out.resolve()}" in result.stdout
+    # stdout holds only the results; Trainer's log lines go to stderr
+    digest = _digest_line(result.stdout)
+    assert result.stdout.splitlines() == [
+        f"checkpoint: {out.resolve()}", f"adapter sha256: {digest}",
+        f"next: shadow-edge export {out.resolve()} -o OUT"]
+    assert "step 2: train_runtime" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "shadow_adapter.safetensors", "shadow_config.json", "shadow_modules.safetensors"]
     config = json.loads((out / "shadow_config.json").read_text())
@@ -145,3 +150,8 @@ def test_torchrun_two_ranks_train_identical_weights_and_the_checkpoint_exports(
     summary = json.loads(export.stdout)
     assert summary["task"] == "text-generation" and summary["verified"] is True
     assert summary["parity"]["passed"] is True
+
+
+def test_trainer_logs_are_formatted_on_one_line():
+    assert _format_logs({"loss": 2.312345, "epoch": 0.5, "step_kind": "x"}) == (
+        "loss 2.312, epoch 0.5, step_kind x")

@@ -41,6 +41,19 @@ def exports(tmp_path_factory) -> ExportCache:
     return ExportCache(tmp_path_factory)
 
 
+@pytest.fixture
+def reuse_onnx(monkeypatch):
+    """Replace the (slow) dynamo export inside :func:`exporters.export` by a copy of an
+    existing ``model.onnx`` (:func:`exporters.testing.copying_export`): set ``.source`` to
+    the file to copy and optionally ``.perturb`` to edit the copied proto."""
+    import exporters.api
+    from exporters.testing import copying_export
+
+    fake = copying_export(None)
+    monkeypatch.setattr(exporters.api.onnx_export, "export_onnx", fake)
+    return fake
+
+
 def pytest_configure(config):
     # Registered by pytest-xdist; declared here too so `-p no:xdist` runs stay warning-free.
     config.addinivalue_line("markers", "xdist_group(name): run in one xdist worker")

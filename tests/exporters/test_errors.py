@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import shutil
 
-import onnx
 import pytest
 from onnx import numpy_helper
 
-import exporters.api
 from exporters import export, verify
-from exporters.onnx import OnnxExport
-from exporters.spec import TensorSpec
 from exporters.testing import tiny_model, tiny_model_folder
 from runtime.manifest import read_manifest
 from shadow_edge.errors import CheckpointError, ConfigError, ExportError, ParityError
@@ -20,39 +16,26 @@ from tests.exporters.conftest import ARCH_SIZES
 pytestmark = pytest.mark.xdist_group("exporters")
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    return tiny_model_folder(tmp_path_factory.mktemp("src") / "model", "llama",
-                             **ARCH_SIZES["llama"])
-
-
 def _names(path):
     return sorted(p.name for p in path.iterdir())
 
 
+@pytest.fixture(scope="module")
+def llama(shadow_exports):
+    """The session's implicit llama shadow adapter and its fp32 export."""
+    return shadow_exports("llama")
+
+
+@pytest.fixture(scope="module")
+def source(llama):
+    return llama.checkpoint
+
+
 @pytest.fixture
-def reuse_export(exports, monkeypatch):
-    """Replace the (slow) dynamo export by a copy of the session's llama export; set
-    ``.perturb`` to a function that edits the copied ONNX proto."""
-    folder = exports.get("llama")
-    manifest = read_manifest(folder)
-
-    def fake(model, output, **kwargs):
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / "model.onnx", output)
-        if fake.perturb is not None:
-            proto = onnx.load(str(output))
-            fake.perturb(proto)
-            onnx.save(proto, str(output))
-        return OnnxExport(
-            path=output, task=model.task, opset=manifest.opset, external_data=False,
-            inputs=[TensorSpec(t.name, t.dtype, tuple(t.shape)) for t in manifest.inputs],
-            outputs=[TensorSpec(t.name, t.dtype, tuple(t.shape)) for t in manifest.outputs],
-            files=[output])
-
-    fake.perturb = None
-    monkeypatch.setattr(exporters.api.onnx_export, "export_onnx", fake)
-    return fake
+def reuse_export(reuse_onnx, llama):
+    """Exports of ``source`` reuse the session's llama ``model.onnx`` (no dynamo export)."""
+    reuse_onnx.source = llama.folder / "model.onnx"
+    return reuse_onnx
 
 
 def _scale_largest_weight(proto):
@@ -101,8 +84,31 @@ def test_missing_and_non_checkpoint_folders(tmp_path):
     assert _names(tmp_path) == ["empty"]
 
 
-def test_corrupt_safetensors_is_a_checkpoint_error(source, tmp_path):
-    broken = shutil.copytree(source, tmp_path / "broken")
+def test_checkpoint_that_is_a_file(tmp_path):
+    (tmp_path / "data.jsonl").write_text("{}")
+    with pytest.raises(CheckpointError, match="is a file, not a folder"):
+        export(tmp_path / "data.jsonl", tmp_path / "out")
+    assert _names(tmp_path) == ["data.jsonl"]
+
+
+def test_task_other_than_the_adapters_fails_before_loading_the_base(source, tmp_path):
+    with pytest.raises(ConfigError, match="is a text-generation checkpoint.*drop --task"):
+        export(source, tmp_path / "out", task="SEQ_CLS")
+    assert _names(tmp_path) == []
+
+
+def test_verify_against_a_checkpoint_of_another_task(llama, tmp_path):
+    shutil.copytree(llama.checkpoint, tmp_path / "ckpt")
+    config = (tmp_path / "ckpt" / "shadow_config.json")
+    config.write_text(config.read_text().replace('"CAUSAL_LM"', '"SEQ_CLS"'))
+    with pytest.raises(ConfigError, match="text-generation export, but .* text-classification"):
+        verify(llama.folder, tmp_path / "ckpt")
+
+
+def test_corrupt_safetensors_is_a_checkpoint_error(tmp_path):
+    hf_source = tiny_model_folder(tmp_path / "model", "llama", **ARCH_SIZES["llama"])
+    broken = shutil.copytree(hf_source, tmp_path / "broken")
+    shutil.rmtree(hf_source)
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="corrupt"):
         export(broken, tmp_path / "out")
@@ -149,8 +155,8 @@ def test_no_verify_is_recorded_in_the_manifest(source, tmp_path, reuse_export):
     assert "--no-verify" in manifest.extra["verified_reason"]
 
 
-def test_mismatched_torch_reference_fails_verify(exports):
-    folder = exports.get("llama")
+def test_mismatched_torch_reference_fails_verify(llama):
+    folder = llama.folder
     other = tiny_model("llama", seed=7, **ARCH_SIZES["llama"])
     with pytest.raises(ParityError) as error:
         verify(folder, other)

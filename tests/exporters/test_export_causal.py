@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from exporters import QUANTIZED_THRESHOLDS, quantize_export, verify
 from exporters.ort_model import OnnxCausalLM, positions
 from exporters.package import checkpoint_sha256
 from exporters.testing import TINY_VOCAB
@@ -123,3 +124,43 @@ def test_left_padded_batch_equals_unpadded_rows(case):
     alone_next = _torch_logits(case.model, np.concatenate([short, [9]])[None],
                                np.ones((1, 6), np.int64))[0, -1]
     assert np.abs(step[1, 0] - alone_next).max() <= tol
+
+
+def _model_bytes(folder) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("model.onnx"))
+
+
+#: Tiny dims: the graph and the quantization scales weigh in, so the ratios are looser than
+#: the issue's 0.3x / 0.2x, which test_quantization.py asserts on a larger model.
+TINY_SIZE_RATIO = {"int8": 0.5, "int4": 0.6}
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_quantized_shadow_of_each_architecture(case, precision, tmp_path):
+    """int8 must pass its gate. These tiny random shadows sit at the edge of the int4 gate
+    (top-1 0.55-0.6 against 0.6, embeddings kept or not), so for int4 the gate itself is
+    asserted on the larger model in test_quantization.py; here every architecture's 4-bit
+    graph must be sound: logits close in direction, padding exact, opset 21."""
+    int4 = precision == "int4"
+    result = quantize_export(case.folder, tmp_path / precision, precision,
+                             checkpoint=None if int4 else case.model, keep_embeddings=int4)
+    folder = result.output_dir
+    assert {p.name for p in folder.iterdir()} == {p.name for p in case.folder.iterdir()}
+    manifest = read_manifest(folder)
+    check_files(folder, manifest, hashes=True)
+    assert (manifest.task, manifest.precision, manifest.verified) == (TASK, precision, not int4)
+    assert manifest.opset == (21 if int4 else 18)
+    assert manifest.inputs == read_manifest(case.folder).inputs
+    report = verify(folder, case.model, raise_on_failure=False)
+    assert report.precision == precision
+    checks = {c.name: c.value for c in report.checks}
+    limits = QUANTIZED_THRESHOLDS[precision]
+    if int4:
+        assert 0.95 <= checks["mean_logit_cosine"] < 1.0
+        assert checks["top1_agreement"] >= 0.5  # chance is 1/259
+    else:
+        assert report.passed and manifest.parity["passed"] is True
+        assert checks["top1_agreement"] >= limits["top1_agreement"]
+        assert limits["mean_logit_cosine"] <= checks["mean_logit_cosine"] < 1.0
+    assert checks["left_padding_min_cosine"] >= limits["padding_cosine"]
+    assert _model_bytes(folder) <= TINY_SIZE_RATIO[precision] * _model_bytes(case.folder)

@@ -57,6 +57,14 @@ def test_failure_inside_the_block_leaves_no_output_and_no_temp(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failure_removes_the_parent_folders_it_created(tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ZeroDivisionError), staged_output(tmp_path / "a" / "b" / "c" / "out"):
+        assert (tmp_path / "a" / "b" / "c").is_dir()
+        raise ZeroDivisionError("simulated failure")
+    assert [p.name for p in tmp_path.rglob("*")] == ["a"]
+
+
 def test_failure_with_force_keeps_the_previous_output_intact(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -2,7 +2,7 @@
 
 Every check compares onnxruntime against the torch *reference* (the unfolded source model in
 shadow-only mode, full recompute, no cache) on deterministic random prompts, and records
-``name, value, threshold, comparison, passed``. :func:`verify` raises
+``name, value, threshold, comparison, passed``. :func:`check_parity` raises
 :class:`shadow_edge.errors.ParityError` carrying the report when any check fails.
 
 Definitions
@@ -32,7 +32,7 @@ import torch
 
 from shadow_edge.errors import ConfigError, ParityError
 
-from .detach import Reference, probe_inputs
+from .detaching import Reference, probe_inputs
 from .ort_model import OnnxCausalLM, OnnxClassifier, positions
 from .spec import TEXT_GENERATION, normalize_task
 
@@ -67,6 +67,8 @@ QUANTIZED_THRESHOLDS = {
 
 @dataclass
 class ParityCheck:
+    """One measured check: ``value`` compared (``"<="`` or ``">="``) with ``threshold``."""
+
     name: str
     value: float
     threshold: float
@@ -77,6 +79,9 @@ class ParityCheck:
 
 @dataclass
 class ParityReport:
+    """All checks of one parity run; ``passed`` only when there are checks and all pass.
+    ``logit_scale`` is ``max |torch logit|`` on the probe batch (the fp32 tolerance unit)."""
+
     precision: str
     task: str
     checks: list[ParityCheck] = field(default_factory=list)
@@ -140,11 +145,11 @@ def _quantized(report: ParityReport, onnx_logits: np.ndarray, torch_logits: np.n
                limits["mean_logit_cosine"], ">=", f"mean over {flat_o.shape[0]} {what}")
 
 
-def verify_causal_lm(onnx_path, reference: Reference, *, precision: str = "fp32",
+def causal_lm_report(onnx_path, reference: Reference, *, precision: str = "fp32",
                      vocab_size: int, pad_token_id: int | None = None,
                      special_ids: tuple = (), greedy_steps: int = GREEDY_STEPS,
                      seed: int = 0) -> ParityReport:
-    """Parity report for a text-generation export (does not raise; see :func:`verify`)."""
+    """Parity report for a text-generation export (does not raise; see :func:`check_parity`)."""
     model = OnnxCausalLM(onnx_path)
     report = ParityReport(precision=precision, task=TEXT_GENERATION)
     seq = 8 if precision == "fp32" else 32
@@ -191,10 +196,10 @@ def verify_causal_lm(onnx_path, reference: Reference, *, precision: str = "fp32"
     return report
 
 
-def verify_classification(onnx_path, reference: Reference, *, precision: str = "fp32",
+def classification_report(onnx_path, reference: Reference, *, precision: str = "fp32",
                           vocab_size: int, pad_token_id: int | None = None,
                           special_ids: tuple = (), seed: int = 0) -> ParityReport:
-    """Parity report for a text-classification export (does not raise; see :func:`verify`)."""
+    """Parity report for a text-classification export (does not raise; see :func:`check_parity`)."""
     model = OnnxClassifier(onnx_path)
     report = ParityReport(precision=precision, task="text-classification")
     batch, seq = (4, 8) if precision == "fp32" else (32, 12)
@@ -238,7 +243,7 @@ def verify_classification(onnx_path, reference: Reference, *, precision: str = "
     return report
 
 
-def verify(onnx_path: str | Path, reference: Reference, *, task: str, precision: str = "fp32",
+def check_parity(onnx_path: str | Path, reference: Reference, *, task: str, precision: str = "fp32",
            vocab_size: int, pad_token_id: int | None = None, special_ids: tuple = (),
            raise_on_failure: bool = True) -> ParityReport:
     """Build the parity report for ``onnx_path`` against ``reference`` and gate on it.
@@ -258,7 +263,7 @@ def verify(onnx_path: str | Path, reference: Reference, *, task: str, precision:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
     task = normalize_task(task)
-    run = verify_causal_lm if task == TEXT_GENERATION else verify_classification
+    run = causal_lm_report if task == TEXT_GENERATION else classification_report
     report = run(onnx_path, reference, precision=precision, vocab_size=vocab_size,
                  pad_token_id=pad_token_id, special_ids=tuple(special_ids))
     logger.info("parity (%s, %s): %s", task, precision, report.summary())

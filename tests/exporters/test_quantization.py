@@ -13,9 +13,10 @@ import pytest
 import exporters
 from exporters import QUANTIZED_THRESHOLDS, export, export_onnx, quantize, verify
 from exporters.ort_model import OnnxCausalLM, session
+from exporters.quantization import convert_to_ort, model_opset
 from exporters.testing import tiny_model
 from runtime.manifest import check_files, read_manifest
-from shadow_edge.errors import ConfigError
+from shadow_edge.errors import ConfigError, ExportError
 
 pytestmark = pytest.mark.xdist_group("exporters")
 TASK = "text-generation"
@@ -82,7 +83,8 @@ def test_fp32_file_passes_the_fp32_gate(models, torch_model):
     assert report.passed and report.check("greedy_tokens_identical").value == 32
 
 
-def test_int8_pipeline_with_ort_format(torch_model, tmp_path):
+def test_int8_pipeline_with_ort_format(torch_model, models, reuse_onnx, tmp_path):
+    reuse_onnx.source = models["fp32"]  # the dynamo export of torch_model is tested above
     stages = []
     result = export(torch_model, tmp_path / "out", precision="int8", ort=True,
                     progress=lambda stage, info: stages.append(stage))
@@ -107,6 +109,27 @@ def test_int8_pipeline_with_ort_format(torch_model, tmp_path):
     assert np.abs(expected - actual).max() <= 1e-3 * np.abs(expected).max()
 
 
+def test_ort_format_refuses_a_4bit_embedding_table_and_keeps_int4_matmuls(models, tmp_path):
+    """Why: onnxruntime's converter writes an .ort file with an int4 Gather table that
+    onnxruntime then cannot load; the export must fail instead of shipping it."""
+    with pytest.raises(ExportError, match="--int4-keep-embeddings"):
+        convert_to_ort(models["int4"], tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    ort_file, config = convert_to_ort(models["int4-keep"], tmp_path)
+    assert "MatMulNBits" in config.read_text()
+    ids = np.arange(3, 13)[None]
+    expected = OnnxCausalLM(models["int4-keep"]).step(ids, np.ones_like(ids))[0]
+    from_ort = OnnxCausalLM(models["int4-keep"])
+    from_ort.session = session(ort_file)
+    assert np.abs(from_ort.step(ids, np.ones_like(ids))[0] - expected).max() <= (
+        1e-3 * np.abs(expected).max())
+
+
+def test_int4_raises_the_opset_to_21_and_int8_keeps_18(models):
+    assert model_opset(models["fp32"]) == 18 and model_opset(models["int8"]) == 18
+    assert model_opset(models["int4"]) == 21 and model_opset(models["int4-keep"]) == 21
+
+
 def test_quantized_classifier_passes_its_gate(exports, tmp_path):
     from tests.exporters.conftest import ARCH_SIZES
 
@@ -127,24 +150,25 @@ def test_bad_quantization_options_are_config_errors(models, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_quantize_export_reuses_an_fp32_folder(exports, tmp_path):
+def test_quantize_export_reuses_an_fp32_folder(shadow_exports, tmp_path):
     from exporters import quantize_export
-    from tests.exporters.conftest import ARCH_SIZES
 
-    fp32 = exports.get("llama")
-    torch_model = tiny_model("llama", TASK, **ARCH_SIZES["llama"])
-    checked = quantize_export(fp32, tmp_path / "int4", "int4", checkpoint=torch_model)
+    case = shadow_exports("llama")
+    fp32 = case.folder
+    checked = quantize_export(fp32, tmp_path / "int8", "int8", checkpoint=case.model)
     manifest = read_manifest(checked.output_dir)
     check_files(checked.output_dir, manifest, hashes=True)
-    assert (manifest.precision, manifest.verified) == ("int4", True)
-    assert manifest.parity["precision"] == "int4" and "verified_reason" not in manifest.extra
+    assert (manifest.precision, manifest.verified, manifest.opset) == ("int8", True, 18)
+    assert manifest.parity["precision"] == "int8" and "verified_reason" not in manifest.extra
     assert {p.name for p in checked.output_dir.iterdir()} == {p.name for p in fp32.iterdir()}
-    unchecked = quantize_export(fp32, tmp_path / "int8", "int8")
+    # tiny random shadows sit at the edge of the int4 gate (test_export_causal.py): unchecked
+    unchecked = quantize_export(fp32, tmp_path / "int4", "int4")
     manifest = read_manifest(unchecked.output_dir)
-    assert (manifest.precision, manifest.verified, manifest.parity) == ("int8", False, None)
+    assert (manifest.precision, manifest.verified, manifest.parity) == ("int4", False, None)
+    assert manifest.opset == 21
     assert "shadow-edge verify" in manifest.extra["verified_reason"]
     with pytest.raises(ConfigError, match="fp32 export"):
-        quantize_export(unchecked.output_dir, tmp_path / "again", "int4")
+        quantize_export(unchecked.output_dir, tmp_path / "again", "int8")
     assert not (tmp_path / "again").exists()
 
 

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 QUANTIZED_PRECISIONS = ("int8", "int4")
 INT4_BLOCK_SIZE = 32
+#: 4-bit tensor types (the GatherBlockQuantized embedding table) exist from ONNX opset 21.
+INT4_MIN_OPSET = 21
 # Models above this size are written with external data during quantization.
 EXTERNAL_DATA_THRESHOLD = 1 << 30
 
@@ -54,8 +56,9 @@ def quantize_int8(source: Path, output: Path, *, external_data: bool | None = No
         except (TypeError, KeyError, ValueError, AssertionError) as error:
             # onnxruntime's symbolic shape inference does not know every op pattern the
             # dynamo exporter emits (e.g. the pooling gather); ONNX shape inference suffices.
-            logger.warning("symbolic shape inference failed (%s); pre-processing without it",
-                           error)
+            # Expected for classification graphs, hence info: the parity gate checks the result.
+            logger.info("symbolic shape inference failed (%s); pre-processing with ONNX shape "
+                        "inference only", error)
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, **options)
         quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8,
                          per_channel=True, use_external_data_format=large)
@@ -97,6 +100,32 @@ def gemm_to_matmul(model) -> int:
     return rewritten
 
 
+def raise_opset(model, minimum: int) -> int:
+    """Raise the default-domain opset of ``model`` (an ``onnx.ModelProto``) to ``minimum`` in
+    place and return the resulting opset.
+
+    onnxruntime's 4-bit quantizer does the same (with a warning) when it meets an older opset;
+    doing it here makes it explicit and logged. The ops the exporter emits keep their meaning
+    between opsets 18 and 21, and the parity gate checks the quantized model anyway.
+    """
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx") and entry.version < minimum:
+            logger.info("raising the ONNX opset from %d to %d for 4-bit tensor types",
+                        entry.version, minimum)
+            entry.version = minimum
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return minimum
+
+
+def model_opset(path: str | Path) -> int:
+    """The default-domain (``ai.onnx``) opset of the ONNX file at ``path`` (weights not read)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(int(e.version) for e in model.opset_import if e.domain in ("", "ai.onnx"))
+
+
 def quantize_int4(source: Path, output: Path, *, keep_embeddings: bool = False,
                   external_data: bool | None = None) -> Path:
     """4-bit MatMulNBits (block 32, symmetric), embeddings too unless ``keep_embeddings``."""
@@ -113,6 +142,7 @@ def quantize_int4(source: Path, output: Path, *, keep_embeddings: bool = False,
         quant_axes=(("MatMul", 0), ("Gather", 1)),
     )
     model = onnx.load(str(source))
+    raise_opset(model, INT4_MIN_OPSET)
     if gemm_to_matmul(model):
         logger.info("rewrote Gemm nodes as MatMul + Add for 4-bit quantization")
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
@@ -155,10 +185,13 @@ def quantize(source: str | Path, output: str | Path, precision: str, *,
 def convert_to_ort(model: str | Path, output_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Write ``<name>.ort`` and ``<name>.required_operators.config`` next to ``model``.
 
-    Uses onnxruntime's converter (optimization style "Fixed", the default for CPU/XNNPACK).
+    Uses onnxruntime's converter (optimization style "Fixed", the default for CPU/XNNPACK),
+    then loads the ``.ort`` file in onnxruntime: the converter writes files that cannot be
+    loaded back (4-bit embedding tables), and a device should not be the first to find out.
 
     Raises:
-        ExportError: the converter failed (its output is in the message).
+        ExportError: the converter failed (its output is in the message), or onnxruntime
+            cannot load the ``.ort`` file it wrote.
     """
     model = Path(model)
     output_dir = Path(output_dir or model.parent)
@@ -178,7 +211,30 @@ def convert_to_ort(model: str | Path, output_dir: str | Path | None = None) -> t
                 f"ORT format conversion failed (exit {result.returncode}): "
                 f"{(result.stderr or result.stdout).strip()[-2000:]}"
             )
+        check_ort_loads(ort_file, model)
         targets = (output_dir / ort_file.name, output_dir / f"{stem}.required_operators.config")
         shutil.copyfile(ort_file, targets[0])
         shutil.copyfile(config, targets[1])
     return targets
+
+
+def check_ort_loads(ort_file: Path, source: Path) -> None:
+    """Load ``ort_file`` (converted from the ONNX file ``source``) in an onnxruntime session.
+
+    Raises:
+        ExportError: it does not load; for a 4-bit embedding table (``GatherBlockQuantized``
+            in ``source``) the message names the fix.
+    """
+    import onnx
+
+    from .ort_model import session
+
+    try:
+        session(ort_file)
+    except ExportError as error:
+        ops = {node.op_type for node in onnx.load(str(source), load_external_data=False).graph.node}
+        hint = ("the ORT format cannot hold the 4-bit embedding table: add "
+                "--int4-keep-embeddings (int4_keep_embeddings=True) or drop --ort"
+                if "GatherBlockQuantized" in ops else "drop --ort or report the model")
+        raise ExportError(f"the converted ORT model does not load in onnxruntime; {hint} "
+                          f"({error})") from error

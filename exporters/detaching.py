@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -27,7 +27,8 @@ from torch import nn
 from shadow_edge.errors import ExportError
 
 from . import sources
-from .detached import DetachedShadow, Tokens
+from .detached import DetachedShadow
+from .sources import Loaded
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION
 
 logger = logging.getLogger(__name__)
@@ -41,22 +42,15 @@ Reference = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
-class Detached:
-    """The result of :func:`detach`: the folded model plus what packaging needs to know.
+class Detached(Loaded):
+    """The result of :func:`detach`: the loaded source (:class:`~exporters.sources.Loaded`)
+    with ``model`` folded, plus the fold check and the size of the detached model.
 
     ``reference`` is the *unfolded* source model in shadow-only mode, used by the parity gate.
     ``kind`` is ``"adapter"`` or ``"standalone"``. ``asset_dirs`` are folders to copy
     tokenizer / generation config files from, in order of preference.
     """
 
-    model: DetachedShadow
-    reference: Reference
-    task: str
-    tokens: Tokens
-    checkpoint: str | None = None
-    base: str | None = None
-    kind: str = "standalone"
-    asset_dirs: list[Path] = field(default_factory=list)
     fold_max_rel_diff: float = 0.0
     parameters: int = 0
     bytes: int = 0
@@ -156,15 +150,13 @@ def detach(source, *, base=None, task: str | None = None, trust_remote_code: boo
     notify(progress, "fold", projection=loaded.model.projection is not None,
             fold_max_rel_diff=rel, parameters=parameters, bytes=size)
     logger.info("detached %s shadow: %d parameters, %d bytes", loaded.task, parameters, size)
-    return Detached(
-        model=model, reference=loaded.reference, task=loaded.task, tokens=loaded.tokens,
-        checkpoint=loaded.checkpoint, base=loaded.base, kind=loaded.kind,
-        asset_dirs=loaded.asset_dirs, fold_max_rel_diff=rel, parameters=parameters,
-        bytes=size,
-    )
+    loaded_fields = {f.name: getattr(loaded, f.name) for f in fields(Loaded)}
+    return Detached(**{**loaded_fields, "model": model}, fold_max_rel_diff=rel,
+                    parameters=parameters, bytes=size)
 
 
 def notify(progress, stage: str, **info) -> None:
+    """Log the start of an export ``stage`` and pass ``info`` to the ``progress`` callback."""
     logger.info("export stage %s %s", stage, info)
     if progress is not None:
         progress(stage, info)

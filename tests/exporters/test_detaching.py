@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.detach import FOLD_TOLERANCE, detach, fold, fold_head
 from exporters.detached import (
     DetachedShadow,
     last_token_index,
     pool_last_token,
     positions_from_mask,
 )
+from exporters.detaching import FOLD_TOLERANCE, detach, fold, fold_head
 from exporters.spec import TEXT_CLASSIFICATION, TEXT_GENERATION
 from exporters.testing import tiny_model
 from shadow_edge.errors import ConfigError, ExportError
