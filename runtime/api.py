@@ -26,6 +26,7 @@ from .classification import Classification, ClassifierRunner
 from .errors import InvalidSettingError, ModelFolderError, PromptTooLongError
 from .generation import (
     GenerationResult,
+    check_eos,
     check_max_new_tokens,
     check_stop,
     fit_prompt,
@@ -64,6 +65,13 @@ class _ShadowModel:
             pad = eos[0] if eos else 0
         self.pad_token_id: int = pad
 
+    def _wrong_task(self, method: str, task: str):
+        return InvalidSettingError(
+            f"{method}() needs a {task!r} export, but {str(self.folder)!r} holds a "
+            f"{self.manifest.task!r} model ({type(self).__name__}). Load a {task} export, or "
+            f"call {'generate()/stream()' if self.manifest.is_generation else 'classify()'}."
+        )
+
     @property
     def providers(self) -> list[str]:
         """The execution providers the session actually uses."""
@@ -78,12 +86,20 @@ class _ShadowModel:
 
 
 class ShadowGenerator(_ShadowModel):
-    """A loaded text-generation export. Use :meth:`generate` or :meth:`stream`."""
+    """A loaded text-generation export. Use :meth:`generate` or :meth:`stream`.
+
+    ``context`` is the model's window in tokens (``max_position_embeddings``; None if
+    unknown): prompt plus generated tokens never exceed it.
+    """
 
     def __init__(self, folder, manifest, session, tokenizer):
         super().__init__(folder, manifest, session, tokenizer)
         self.runner = CausalLMRunner(session, manifest)
         self.context = manifest.model.max_position_embeddings
+
+    def classify(self, *args, **kwargs):
+        """Not available on a generator: raises InvalidSettingError naming generate()."""
+        raise self._wrong_task("classify", "text-classification")
 
     # ---- prompts -----------------------------------------------------------------------
 
@@ -106,6 +122,10 @@ class ShadowGenerator(_ShadowModel):
         (rendered with the chat template, add_generation_prompt=True) or token ids."""
         if isinstance(prompt, str):
             return self.tokenizer.encode(prompt)
+        if isinstance(prompt, np.ndarray) and prompt.ndim == 1 and (
+            np.issubdtype(prompt.dtype, np.integer) or prompt.size == 0
+        ):
+            prompt = prompt.tolist()
         if isinstance(prompt, Sequence) and prompt and all(isinstance(m, Mapping) for m in prompt):
             return self.apply_chat_template(prompt)
         if isinstance(prompt, Sequence) and all(
@@ -126,11 +146,14 @@ class ShadowGenerator(_ShadowModel):
 
     def _split_batch(self, prompt) -> tuple[list, bool]:
         """(prompts, is_batch). A list of prompts (strings, message lists or id lists) is a
-        batch; a string, one message list or one id list is a single prompt."""
+        batch; a string, one message list or one id list is a single prompt. A 2-D numpy
+        array of ids is a batch of its rows; a 1-D one is a single prompt."""
+        if isinstance(prompt, np.ndarray):
+            return (list(prompt), True) if prompt.ndim == 2 else ([prompt], False)
         if isinstance(prompt, Sequence) and not isinstance(prompt, str) and prompt:
             first = prompt[0]
             if isinstance(first, str) or (
-                isinstance(first, Sequence) and not isinstance(first, (str, Mapping))
+                isinstance(first, (Sequence, np.ndarray)) and not isinstance(first, (str, Mapping))
             ):
                 return list(prompt), True
         return [prompt], False
@@ -149,7 +172,7 @@ class ShadowGenerator(_ShadowModel):
         if eos_token_id is None:
             eos = self.eos_token_ids
         else:
-            eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+            eos = check_eos(eos_token_id, self.runner.vocab_size)
         kwargs = {
             "max_new_tokens": max_new_tokens, "sampling": sampling, "eos_ids": eos,
             "pad_id": self.pad_token_id, "context": self.context, "stop": stop,
@@ -174,15 +197,20 @@ class ShadowGenerator(_ShadowModel):
         """Generate a continuation.
 
         Args:
-            prompt: a string, chat messages ([{"role", "content"}...]) or token ids; or a
-                list of those for a left-padded batch (each row equals running it alone).
+            prompt: a string, chat messages ([{"role", "content"}...]) or token ids (a list or
+                a 1-D integer numpy array); or a list of those (or a 2-D id array) for a
+                left-padded batch. Each row equals running it alone, also when sampling with
+                a seed (every row gets its own generator seeded with ``seed``).
             max_new_tokens: upper bound on generated tokens (>= 1).
             do_sample, temperature, top_k, top_p, repetition_penalty, seed: see
                 :mod:`runtime.sampling` (default: greedy).
-            stop: string(s) that end generation; the text is cut before them.
-            eos_token_id: override the manifest's eos ids.
-            truncate: keep only the prompt's last tokens when it does not fit the context
-                (else PromptTooLongError).
+            stop: string(s) that end generation; the text is cut before the first one
+                generated.
+            eos_token_id: override the manifest's eos ids (an id or a list; [] = none).
+            truncate: when prompt + max_new_tokens would overflow the context, keep only the
+                prompt's last ``context - max_new_tokens`` tokens (at least one). Without it,
+                a prompt of >= context tokens raises PromptTooLongError and a shorter one
+                generates until the context is full (finish_reason "length").
 
         Returns:
             A :class:`GenerationResult` for a single prompt, a list for a batch.
@@ -236,6 +264,14 @@ class ShadowClassifier(_ShadowModel):
     def __init__(self, folder, manifest, session, tokenizer):
         super().__init__(folder, manifest, session, tokenizer)
         self.runner = ClassifierRunner(session, manifest)
+
+    def generate(self, *args, **kwargs):
+        """Not available on a classifier: raises InvalidSettingError naming classify()."""
+        raise self._wrong_task("generate", "text-generation")
+
+    def stream(self, *args, **kwargs):
+        """Not available on a classifier: raises InvalidSettingError naming classify()."""
+        raise self._wrong_task("stream", "text-generation")
 
     @property
     def labels(self) -> list[str]:

@@ -120,7 +120,8 @@ def render_chat(
 
     Raises:
         InvalidSettingError: no template, malformed messages, or the template raised
-            (``raise_exception``) - the message includes the template's own text.
+            (``raise_exception``, or a TypeError on a non-string role/content) - the
+            message includes the template's own text.
     """
     if not template:
         raise InvalidSettingError(
@@ -138,8 +139,9 @@ def render_chat(
             documents=documents,
             **variables,
         )
-    except jinja2.TemplateError as exc:
+    except (jinja2.TemplateError, TypeError) as exc:  # TypeError: e.g. content is not a str
         raise InvalidSettingError(
             f"the chat template rejected these messages: {exc}. Check the roles and their "
-            "order (many templates require alternating user/assistant turns)."
+            "order (many templates require alternating user/assistant turns) and that each "
+            "role and content is a string."
         ) from None

@@ -77,6 +77,13 @@ class ClassifierRunner:
             )
         self.session = session
         self.num_labels = manifest.model.num_labels
+        width = next(o for o in session.get_outputs() if o.name == "logits").shape[-1:]
+        if width and isinstance(width[0], int) and width[0] != self.num_labels:
+            raise ModelFolderError(
+                f"shadow_edge.json says model.num_labels is {self.num_labels} but the ONNX "
+                f"classifier's logits have {width[0]}. Re-export the model with "
+                "`shadow-edge export`, or fix model.num_labels and model.id2label."
+            )
         id2label = manifest.model.id2label or {}
         self.labels = [id2label.get(i, f"LABEL_{i}") for i in range(self.num_labels)]
 

@@ -46,6 +46,7 @@ class GenerationResult:
 
 
 def check_max_new_tokens(value) -> int:
+    """``max_new_tokens`` as an int; InvalidSettingError unless it is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InvalidSettingError(
             f"max_new_tokens must be an integer >= 1, got {value!r}. Use e.g. max_new_tokens=64."
@@ -54,11 +55,16 @@ def check_max_new_tokens(value) -> int:
 
 
 def check_stop(stop: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Stop strings as a tuple. Raises InvalidSettingError unless ``stop`` is None, a
+    non-empty string or an iterable of non-empty strings."""
     if stop is None:
         return ()
     if isinstance(stop, str):
         stop = (stop,)
-    stop = tuple(stop)
+    try:
+        stop = tuple(stop)
+    except TypeError:
+        stop = (stop,)
     if not all(isinstance(s, str) and s for s in stop):
         raise InvalidSettingError(
             f"stop must be a non-empty string or a list of them, got {stop!r}. Use e.g. "
@@ -67,8 +73,35 @@ def check_stop(stop: str | Sequence[str] | None) -> tuple[str, ...]:
     return stop
 
 
+def check_eos(eos_token_id, vocab_size: int) -> list[int]:
+    """User-given eos ids (an int or an iterable of ints in [0, vocab_size)) as a list.
+
+    Raises:
+        InvalidSettingError: anything else (the message names the field and an example).
+    """
+    ids = [eos_token_id] if isinstance(eos_token_id, (int, np.integer)) else eos_token_id
+    try:
+        ids = list(ids)
+    except TypeError:
+        ids = None
+    if ids is None or not all(
+        isinstance(t, (int, np.integer)) and not isinstance(t, bool) and 0 <= t < vocab_size
+        for t in ids
+    ):
+        raise InvalidSettingError(
+            f"eos_token_id must be a token id or a list of ids in [0, {vocab_size}), got "
+            f"{eos_token_id!r}. Use e.g. eos_token_id=[2], or eos_token_id=[] to ignore eos."
+        )
+    return [int(t) for t in ids]
+
+
 def fit_prompt(ids: list[int], context: int | None, max_new_tokens: int, truncate: bool) -> list[int]:
     """Check (or left-truncate) a prompt against the context window.
+
+    Without ``truncate`` a prompt that leaves room for at least one new token is kept whole
+    (generation then ends at the context with finish_reason "length"). With ``truncate`` the
+    prompt keeps its last ``context - min(max_new_tokens, context - 1)`` tokens whenever
+    prompt + max_new_tokens would overflow, so the requested tokens fit.
 
     Raises:
         InvalidSettingError: the prompt is empty.
@@ -76,9 +109,10 @@ def fit_prompt(ids: list[int], context: int | None, max_new_tokens: int, truncat
     """
     if not ids:
         raise InvalidSettingError(
-            "the prompt encodes to zero tokens; pass some text (or token ids) to continue."
+            "the prompt is empty or encodes to zero tokens; pass some text (or token ids, or a "
+            "non-empty list of prompts) to continue."
         )
-    if context is None or len(ids) < context:
+    if context is None or len(ids) + (max_new_tokens if truncate else 1) <= context:
         return ids
     if not truncate:
         raise PromptTooLongError(
@@ -117,25 +151,23 @@ class _StopMatcher:
             self.released.append(out)
         return out
 
+    def _cut_at_stop(self) -> bool:
+        """Cut ``pending`` before the earliest stop string in it (one piece of text can
+        complete several); True if one was found."""
+        found = [at for at in (self.pending.find(s) for s in self.stop) if at >= 0]
+        if found:
+            self.pending = self.pending[:min(found)]
+            self.stopped = True
+        return bool(found)
+
     def push(self, token_id: int) -> str:
         self.pending += self.decoder.push(token_id)
-        for s in self.stop:
-            at = self.pending.find(s)
-            if at >= 0:
-                self.pending = self.pending[:at]
-                self.stopped = True
-                return self._release(final=True)
-        return self._release(final=False)
+        return self._release(final=self._cut_at_stop())
 
     def finish(self) -> str:
         if not self.stopped:
             self.pending += self.decoder.flush()
-            for s in self.stop:  # a stop string completed only by the flushed tail
-                at = self.pending.find(s)
-                if at >= 0:
-                    self.pending = self.pending[:at]
-                    self.stopped = True
-                    break
+            self._cut_at_stop()  # a stop string completed only by the flushed tail
         return self._release(final=True)
 
     @property

@@ -72,6 +72,28 @@ class CausalLMRunner:
                 "Re-export it with `shadow-edge export`, or fix model.num_layers in shadow_edge.json."
             )
         self.output_names = ["logits", *self.present_names]
+        self._check_sizes(session)
+
+    def _check_sizes(self, session: ort.InferenceSession) -> None:
+        """Compare the graph's fixed sizes with the manifest, so a mismatch fails at load
+        with a clear message instead of as an onnxruntime shape error mid-generation."""
+        want = {"num_key_value_heads": (1, self.kv_heads), "head_dim": (3, self.head_dim)}
+        wrong: dict[str, str] = {}  # field -> first disagreement
+        for arg in session.get_inputs():
+            if arg.name in self.past_names and len(arg.shape) == 4:
+                for field, (axis, value) in want.items():
+                    dim = arg.shape[axis]
+                    if isinstance(dim, int) and dim != value:
+                        wrong.setdefault(field, f"model.{field} is {value} but {arg.name} has {dim}")
+        logits = next(o for o in session.get_outputs() if o.name == "logits")
+        vocab = logits.shape[-1] if logits.shape else None
+        if isinstance(vocab, int) and vocab != self.vocab_size:
+            wrong["vocab_size"] = f"model.vocab_size is {self.vocab_size} but logits have {vocab}"
+        if wrong:
+            raise ModelFolderError(
+                f"shadow_edge.json disagrees with the ONNX graph: {'; '.join(wrong.values())}. "
+                "Re-export the model with `shadow-edge export`, or fix those fields."
+            )
 
     def empty_cache(self, batch_size: int) -> KVCache:
         """A cache with past length 0 (the first step's past inputs)."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from .errors import ManifestVersionError, ModelFolderError
 from .validation import MANIFEST_NAME as _MANIFEST_NAME
+from .validation import check_file_name as _check_file_name
 from .validation import check_int as _check_int
 from .validation import check_mapping as _check_mapping
 from .validation import check_str as _check_str
@@ -38,6 +39,18 @@ MANIFEST_NAME = _MANIFEST_NAME
 TASKS = ("text-generation", "text-classification")
 PRECISIONS = ("fp32", "int8", "int4")
 SOURCE_KINDS = ("adapter", "standalone")
+
+
+def _check_version(version) -> int:
+    """``format_version`` as an int >= 1; ManifestVersionError if newer than this reader."""
+    version = _check_int(version, "format_version", minimum=1)
+    if version > FORMAT_VERSION:
+        raise ManifestVersionError(
+            f"{MANIFEST_NAME} has format_version {version}, but this runtime reads up to "
+            f"{FORMAT_VERSION}. Upgrade shadow-edge (`pip install -U shadow-edge`) or "
+            "re-export the model with the installed version."
+        )
+    return version
 
 
 def _split_known(cls, data: dict) -> tuple[dict, dict]:
@@ -291,17 +304,13 @@ class Manifest:
 
     def __post_init__(self):
         _check_str(self.format, "format", choices=(FORMAT_NAME,))
-        _check_int(self.format_version, "format_version", minimum=1)
-        if self.format_version > FORMAT_VERSION:
-            raise ManifestVersionError(
-                f"{MANIFEST_NAME} has format_version {self.format_version}, but this runtime "
-                f"reads up to {FORMAT_VERSION}. Upgrade shadow-edge (`pip install -U "
-                "shadow-edge`) or re-export the model with the installed version."
-            )
+        _check_version(self.format_version)
         _check_str(self.task, "task", choices=TASKS)
         _check_str(self.precision, "precision", choices=PRECISIONS)
-        _check_str(self.model_file, "model_file")
-        _check_str(self.ort_model_file, "ort_model_file", optional=True)
+        _check_file_name(self.model_file, "model_file")
+        _check_file_name(self.ort_model_file, "ort_model_file", optional=True)
+        for name in self.files:
+            _check_file_name(name, f"files[{name!r}]")
         _check_int(self.opset, "opset", optional=True, minimum=1)
         if not isinstance(self.verified, bool):
             raise _fail("verified", f"must be true or false, got {self.verified!r}")
@@ -333,13 +342,8 @@ class Manifest:
                 f"{MANIFEST_NAME}: 'format' is {fmt!r}, expected {FORMAT_NAME!r}; this is not a "
                 "shadow-edge manifest. Point to a folder written by `shadow-edge export`."
             )
-        version = _check_int(data.get("format_version"), "format_version", minimum=1)
-        if version > FORMAT_VERSION:  # check before anything else: newer schemas may differ
-            raise ManifestVersionError(
-                f"{MANIFEST_NAME} has format_version {version}, but this runtime reads up to "
-                f"{FORMAT_VERSION}. Upgrade shadow-edge (`pip install -U shadow-edge`) or "
-                "re-export the model with the installed version."
-            )
+        # check before anything else: newer schemas may differ
+        version = _check_version(data.get("format_version"))
         known, extra = _split_known(cls, data)
         known.pop("extra", None)
         if extra:
@@ -422,14 +426,14 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
     if not path.is_file():
         raise ModelFolderError(
             f"{str(folder)!r} has no {MANIFEST_NAME}, so it is not a shadow-edge export folder. "
-            "Export the checkpoint with `shadow-edge export CKPT --out FOLDER` and load FOLDER."
+            "Export the checkpoint with `shadow-edge export CKPT -o FOLDER` and load FOLDER."
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFolderError(
-            f"{str(path)!r} is not valid JSON ({exc}); the folder is corrupt. Re-export the "
-            "model with `shadow-edge export`."
+            f"{str(path)!r} is not valid JSON or cannot be read ({exc}); the folder is corrupt. "
+            "Fix its permissions, or re-export the model with `shadow-edge export`."
         ) from None
     return Manifest.from_dict(data)
 
@@ -468,10 +472,16 @@ def write_manifest(
 def check_files(folder: str | os.PathLike, manifest: Manifest, *, hashes: bool = False) -> None:
     """Check that every file listed in ``manifest.files`` exists with the recorded size.
 
-    With ``hashes=True`` also compare SHA-256 (reads every byte; slow for large models).
+    With ``hashes=True`` also compare SHA-256 (reads every byte; slow for large models), and
+    require the model file to be listed (else there is nothing to verify it against).
     Raises ModelFolderError naming the first file that is missing, truncated or changed.
     """
     folder = Path(folder)
+    if hashes and manifest.model_file not in manifest.files:
+        raise ModelFolderError(
+            f"cannot verify {manifest.model_file!r}: {MANIFEST_NAME} in {str(folder)!r} records "
+            "no size or SHA-256 for it. Re-export the model, or load without verify_hashes."
+        )
     for name, info in manifest.files.items():
         path = folder / name
         if not path.is_file():

@@ -12,8 +12,11 @@ temperature, top-k, top-p, then softmax and a draw. Formulas:
   tokens whose probabilities sum to at least q (always at least one token).
 
 ``do_sample=None`` (the default) samples when any of temperature, top_k or top_p is given,
-else decodes greedily; ``temperature=0`` always means greedy. Draws come from a
-``numpy.random.Generator`` seeded by ``seed``, so a fixed seed reproduces the output.
+else decodes greedily; ``temperature=0`` always means greedy. Draws come from
+``numpy.random.Generator``s seeded by ``seed``, so a fixed seed reproduces the output. Each
+batch row has its own generator with that seed, so a row of a batch draws exactly what it
+draws alone (rows with equal prompts and a fixed seed therefore get equal samples; use
+separate calls with different seeds, or ``seed=None``, for varied samples).
 """
 
 from __future__ import annotations
@@ -79,11 +82,17 @@ class SamplingSettings:
 
 
 class Sampler:
-    """Choose next tokens for a batch. One instance per generation call (holds the RNG)."""
+    """Choose next tokens for a batch. One instance per generation call (holds one RNG per
+    batch row, each seeded with ``settings.seed``)."""
 
     def __init__(self, settings: SamplingSettings):
         self.settings = settings
-        self.rng = np.random.default_rng(settings.seed)
+        self.rngs: list[np.random.Generator] = []
+
+    def _rng(self, row: int) -> np.random.Generator:
+        while len(self.rngs) <= row:
+            self.rngs.append(np.random.default_rng(self.settings.seed))
+        return self.rngs[row]
 
     def __call__(self, logits: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
         """Pick one token per row.
@@ -104,9 +113,10 @@ class Sampler:
             logits = np.where(seen, penalised, logits)
         if not s.sampling:
             return np.argmax(logits, axis=-1).astype(np.int64)
-        return np.array([self._draw(row) for row in logits], dtype=np.int64)
+        return np.array([self._draw(row, self._rng(i)) for i, row in enumerate(logits)],
+                        dtype=np.int64)
 
-    def _draw(self, row: np.ndarray) -> int:
+    def _draw(self, row: np.ndarray, rng: np.random.Generator) -> int:
         s = self.settings
         row = row.astype(np.float64)
         if s.temperature is not None:
@@ -128,4 +138,4 @@ class Sampler:
             masked = np.zeros_like(probs)
             masked[keep] = probs[keep]
             probs = masked / masked.sum()
-        return int(self.rng.choice(probs.shape[-1], p=probs))
+        return int(rng.choice(probs.shape[-1], p=probs))

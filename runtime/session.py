@@ -60,11 +60,17 @@ def resolve_providers(requested: str | Sequence[str] | None) -> list[str]:
 
     Raises:
         ProviderUnavailableError: a requested provider is unknown or not in this build.
+        InvalidSettingError: ``requested`` is neither a string nor a list of strings.
     """
     if requested is None:
         return ["CPUExecutionProvider"]
     if isinstance(requested, str):
         requested = [p for p in requested.split(",") if p.strip()]
+    if not isinstance(requested, Sequence) or not all(isinstance(p, str) for p in requested):
+        raise InvalidSettingError(
+            f"providers must be a name such as 'cpu' or 'xnnpack,cpu', or a list of names, got "
+            f"{requested!r}. Available here: {available_providers()}."
+        )
     offered = available_providers()
     resolved: list[str] = []
     for name in requested:
@@ -103,7 +109,7 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
             )
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    if optimization not in OPTIMIZATION_LEVELS:
+    if not isinstance(optimization, str) or optimization not in OPTIMIZATION_LEVELS:
         raise InvalidSettingError(
             f"unknown graph optimization level {optimization!r}; use one of "
             f"{sorted(OPTIMIZATION_LEVELS)}."

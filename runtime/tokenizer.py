@@ -119,6 +119,7 @@ class Tokenizer:
     # ---- ids of special tokens -------------------------------------------------------------
 
     def token_to_id(self, token: str) -> int | None:
+        """Id of a token string (e.g. "<|im_end|>"), or None if it is not in the vocabulary."""
         return self.backend.token_to_id(token)
 
     def special_token_id(self, name: str) -> int | None:
@@ -128,6 +129,7 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Number of ids, added (special) tokens included."""
         return self.backend.get_vocab_size(with_added_tokens=True)
 
     # ---- encode / decode --------------------------------------------------------------------
@@ -138,13 +140,16 @@ class Tokenizer:
         return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
 
     def encode_batch(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
+        """:meth:`encode` for several texts (the Rust tokenizer runs them in parallel)."""
         encodings = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
         return [e.ids for e in encodings]
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        """Text of ``ids``; bytes that form no complete UTF-8 character decode to U+FFFD."""
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
     def stream_decoder(self, *, skip_special_tokens: bool = True) -> StreamDecoder:
+        """A new :class:`StreamDecoder` (one per generated sequence; not shared by threads)."""
         return StreamDecoder(self, skip_special_tokens=skip_special_tokens)
 
 

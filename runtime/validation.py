@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from .errors import ModelFolderError
@@ -39,4 +40,16 @@ def check_str(value: Any, path: str, *, optional: bool = False, choices=None):
 def check_mapping(value: Any, path: str) -> dict:
     if not isinstance(value, dict):
         raise field_error(path, f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_file_name(value: Any, path: str, *, optional: bool = False):
+    """A file name relative to the export folder: no absolute path, drive or ``..`` part (a
+    manifest must not point the runtime at files outside its folder)."""
+    value = check_str(value, path, optional=optional)
+    if value is None:
+        return None
+    parts = PurePosixPath(value.replace("\\", "/")).parts
+    if not value or PureWindowsPath(value).drive or value.startswith(("/", "\\")) or ".." in parts:
+        raise field_error(path, f"must be a file name inside the export folder, got {value!r}")
     return value

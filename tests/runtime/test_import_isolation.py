@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -60,3 +61,24 @@ def test_runtime_imports_and_runs_with_heavy_packages_blocked(exports, generator
     assert out["ids"] == generator.generate("héllo", max_new_tokens=8, eos_token_id=[]).token_ids
     assert out["streamed"] is True
     assert out["label"].startswith("label_")
+
+
+ALLOWED = {"onnxruntime", "numpy", "tokenizers", "jinja2"}
+
+
+def test_runtime_source_imports_only_its_four_dependencies_and_the_stdlib():
+    # why: the subprocess test sees only what one run imports; this reads every import line
+    found = {}
+    for path in sorted((REPO / "runtime").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], set()).add(path.name)
+    outside = {m: f for m, f in found.items() if m not in ALLOWED | sys.stdlib_module_names}
+    assert outside == {}
+    assert {"onnxruntime", "numpy", "tokenizers", "jinja2"} <= set(found)

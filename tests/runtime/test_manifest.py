@@ -166,3 +166,35 @@ def test_check_files_detects_missing_truncated_and_changed(tmp_path):
     (tmp_path / "model.onnx").unlink()
     with pytest.raises(ModelFolderError, match="missing 'model.onnx'"):
         check_files(tmp_path, manifest)
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("model_file",), "/etc/passwd"),
+        (("model_file",), "../other/model.onnx"),
+        (("ort_model_file",), "C:\\models\\model.ort"),
+        (("ort_model_file",), "sub\\..\\..\\model.ort"),
+        (("files",), {"../../secret": {"bytes": 1, "sha256": "ab" * 32}}),
+    ],
+)
+def test_file_names_must_stay_inside_the_folder(path, value):
+    # why: a tampered manifest must not point the runtime (or its hash check) at other files
+    data = copy.deepcopy(DESIGN_EXAMPLE)
+    data[path[0]] = value
+    with pytest.raises(ModelFolderError, match="must be a file name inside the export folder"):
+        Manifest.from_dict(data)
+    data[path[0]] = {"files": {"sub/model.onnx.data": {"bytes": 1, "sha256": "ab" * 32}}}.get(
+        path[0], "sub/model.onnx")
+    assert Manifest.from_dict(data).to_dict()[path[0]] == data[path[0]]
+
+
+def test_verifying_hashes_needs_the_model_file_listed(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"abc")
+    manifest = Manifest(
+        task="text-generation",
+        model=ModelInfo("LlamaModel", 1, 8, 16, num_key_value_heads=1, head_dim=8),
+    )
+    check_files(tmp_path, manifest)  # size checks have nothing to check: fine
+    with pytest.raises(ModelFolderError, match="cannot verify 'model.onnx'.*no size or SHA-256"):
+        check_files(tmp_path, manifest, hashes=True)
