@@ -1,0 +1,155 @@
+"""A tiny on-device robot app: spoken command -> shadow model -> action call.
+
+Runtime-only: this module imports ``runtime`` (onnxruntime, numpy, tokenizers, jinja2) and
+the standard library, never torch or transformers, so it runs on a device with only
+``pip install shadow-edge``.
+
+    python -m examples.robot_intent.app out/robot-intent-generation-int8 \\
+        "turn on the lights in the nursery" "set a timer for 5 minutes"
+
+A generation export yields ``HassLightSet area=nursery brightness=40``: the intent picks a
+handler and the slots become its keyword arguments. A classification export yields only
+the intent, so its handler is called without slots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+SYSTEM_PROMPT = "Home assistant."  # must match examples/robot_intent/data.py
+
+
+@dataclass
+class Action:
+    """A parsed action: the intent name and its slots (strings)."""
+
+    intent: str
+    slots: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Action:
+        """Parse ``Intent key=value key="two words"``; raises ValueError on malformed text."""
+        tokens = shlex.split(text.strip())
+        if not tokens:
+            raise ValueError("the model produced no action")
+        slots = {}
+        for token in tokens[1:]:
+            key, sep, value = token.partition("=")
+            if not sep:
+                raise ValueError(f"{token!r} in {text!r} is not key=value")
+            slots[key] = value
+        return cls(tokens[0], slots)
+
+
+class Dispatcher:
+    """Maps intent names to handlers: ``handler(**slots) -> str``."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Callable[..., str]] = {}
+
+    def on(self, *intents: str):
+        def register(fn: Callable[..., str]):
+            for intent in intents:
+                self.handlers[intent] = fn
+            return fn
+        return register
+
+    def dispatch(self, action: Action) -> str:
+        handler = self.handlers.get(action.intent, _unknown(action.intent))
+        return handler(**action.slots)
+
+
+def _unknown(intent: str) -> Callable[..., str]:
+    def handler(**slots: str) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in slots.items())
+        return f"call {intent}({args})"
+    return handler
+
+
+def _where(slots: dict[str, str]) -> str:
+    place = slots.get("name") or slots.get("area") or slots.get("floor")
+    what = slots.get("domain", "")
+    return " ".join(x for x in (what, f"in/at {place}" if place else "everywhere") if x)
+
+
+robot = Dispatcher()
+
+
+@robot.on("HassTurnOn", "HassTurnOff")
+def _switch(**slots: str) -> str:
+    return f"switch {_where(slots)} -> {slots.get('state', 'on')}"
+
+
+@robot.on("HassLightSet")
+def _light(**slots: str) -> str:
+    settings = {k: v for k, v in slots.items() if k not in ("area", "name", "floor", "domain")}
+    return f"light {_where(slots)}: {settings}"
+
+
+@robot.on("HassStartTimer", "HassCancelTimer", "HassCancelAllTimers", "HassPauseTimer",
+          "HassUnpauseTimer", "HassIncreaseTimer", "HassDecreaseTimer", "HassTimerStatus")
+def _timer(**slots: str) -> str:
+    return f"timer: {slots or 'default'}"
+
+
+@robot.on("HassVacuumStart", "HassVacuumReturnToBase", "HassVacuumCleanArea",
+          "HassLawnMowerStartMowing", "HassLawnMowerDock")
+def _robot(**slots: str) -> str:
+    return f"robot task {_where(slots)}"
+
+
+class RobotApp:
+    """Load an export folder with the runtime and turn commands into handler calls.
+
+    Args:
+        folder: a ``shadow-edge export`` folder (text-generation or text-classification).
+        threads: onnxruntime intra-op threads.
+    """
+
+    def __init__(self, folder: str, threads: int | None = 1, dispatcher: Dispatcher = robot):
+        import runtime
+
+        self.model = runtime.load(folder, threads=threads)
+        self.generative = self.model.manifest.is_generation
+        self.dispatcher = dispatcher
+
+    def understand(self, commands: list[str]) -> list[Action]:
+        """The action for each command (batched)."""
+        if self.generative:
+            prompts = [[{"role": "system", "content": SYSTEM_PROMPT},
+                        {"role": "user", "content": c}] for c in commands]
+            results = self.model.generate(prompts, max_new_tokens=32)
+            actions = []
+            for r in results:
+                try:
+                    actions.append(Action.parse(r.text))
+                except ValueError:
+                    actions.append(Action(r.text.split()[0] if r.text.split() else "", {}))
+            return actions
+        return [Action(r.label) for r in self.model.classify(list(commands))]
+
+    def __call__(self, commands: list[str]) -> list[tuple[str, Action, str]]:
+        """(command, action, handler result) for each command."""
+        actions = self.understand(commands)
+        return [(c, a, self.dispatcher.dispatch(a)) for c, a in zip(commands, actions)]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Map commands to actions with an exported shadow.")
+    p.add_argument("folder")
+    p.add_argument("commands", nargs="*", help="commands (default: read lines from stdin)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    commands = args.commands or [line.strip() for line in sys.stdin if line.strip()]
+    app = RobotApp(args.folder, threads=args.threads)
+    for command, action, result in app(commands):
+        print(f"{command!r} -> {action.intent} {action.slots} -> {result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

