@@ -22,7 +22,7 @@ try:  # the runtime tests run without torch in a subprocess; torch is optional h
 except ImportError:  # pragma: no cover - base install
     torch = None
 
-from tests.tiny_models import ARCHITECTURES, tiny_config  # noqa: E402
+from tests.tiny_models import ARCHITECTURES, tiny_config
 
 
 @pytest.fixture(params=ARCHITECTURES)

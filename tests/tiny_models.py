@@ -13,7 +13,7 @@ def tiny_config(arch: str, *, num_hidden_layers: int = 4, hidden_size: int = 64,
     """
     import transformers as tf
 
-    common = dict(vocab_size=256, max_position_embeddings=128)
+    common = {"vocab_size": 256, "max_position_embeddings": 128}
     if arch == "gpt2":
         cfg = tf.GPT2Config(
             n_embd=hidden_size, n_layer=num_hidden_layers, n_head=4, n_inner=2 * hidden_size,
