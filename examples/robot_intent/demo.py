@@ -151,6 +151,9 @@ def main(argv=None) -> int:
     from shadow_edge.assets import default_cache_dir, smollm2_hf_dir
 
     logging.basicConfig(level=logging.WARNING)
+    # The checkpoints record the Hub id of the base; here it is the same model, loaded from
+    # the cached GGUF conversion, so the core's "different base" warning is expected noise.
+    logging.getLogger("shadow_edge.checkpoint").setLevel(logging.ERROR)
     console = Console(width=110) if not Console().is_terminal else Console()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
