@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from shadow_edge.errors import ConfigError, ExportError
 
+from .attention import FUSED_ATTENTION_MIN_OPSET, fused_attention
 from .detached import DetachedShadow
 from .spec import (
     DEFAULT_OPSET,
@@ -170,7 +172,9 @@ def export_onnx(model: DetachedShadow, output: str | Path, *, opset: int | None 
 
     Args:
         model: the (folded) detached shadow, float32.
-        opset: ONNX opset; default: the architecture spec's (18).
+        opset: ONNX opset; default: the architecture spec's (23). From 23 on, attention
+            is exported as one ONNX ``Attention`` node per layer (``exporters.attention``);
+            opset 18-22 gives the decomposed graph older onnxruntime builds can run.
         external_data: ``True`` forces weights into ``<output>.data``, ``False`` forbids it,
             ``None`` decides by size (``> external_data_threshold`` bytes of parameters).
 
@@ -191,8 +195,9 @@ def export_onnx(model: DetachedShadow, output: str | Path, *, opset: int | None 
                                      external_data_threshold)
     logger.info("exporting %s (%s, %d layers) to %s with opset %d", dims.architecture, model.task,
                 dims.num_layers, output, opset)
+    attention = fused_attention(model) if opset >= FUSED_ATTENTION_MIN_OPSET else nullcontext()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), attention:
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 wrapper, args, dynamo=True, dynamic_shapes=shapes,

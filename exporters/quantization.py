@@ -5,7 +5,7 @@
   dynamically quantized activations; Gather embeddings are quantized too).
 - ``int4``: ``MatMulNBitsQuantizer``: 4-bit weights, block size 32, symmetric, for MatMul
   and - unless ``keep_embeddings`` - the embedding Gather (quantized along the hidden axis).
-  Activations stay float (accuracy level unset = fp32 compute).
+  ``accuracy_level`` 4: activations are quantized to int8 inside the 4-bit matmul.
 - ORT format: ``python -m onnxruntime.tools.convert_onnx_models_to_ort`` in a subprocess,
   writing ``model.ort`` and ``model.required_operators.config`` (the operator list a reduced
   mobile onnxruntime build needs, ``--include_ops_by_config``).
@@ -25,6 +25,9 @@ from shadow_edge.errors import ConfigError, ExportError
 logger = logging.getLogger(__name__)
 
 QUANTIZED_PRECISIONS = ("int8", "int4")
+#: Node types ``quantize_dynamic`` rewrites. Its default list also maps ``Attention`` to the
+#: com.microsoft ``QAttention``, which is not the ONNX (opset 23) ``Attention`` operator.
+INT8_OP_TYPES = ("MatMul", "Gather")
 INT4_BLOCK_SIZE = 32
 #: 4-bit tensor types (the GatherBlockQuantized embedding table) exist from ONNX opset 21.
 INT4_MIN_OPSET = 21
@@ -61,7 +64,8 @@ def quantize_int8(source: Path, output: Path, *, external_data: bool | None = No
                         "inference only", error)
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, **options)
         quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8,
-                         per_channel=True, use_external_data_format=large)
+                         per_channel=True, use_external_data_format=large,
+                         op_types_to_quantize=list(INT8_OP_TYPES))
     return output
 
 

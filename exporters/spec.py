@@ -23,9 +23,12 @@ from shadow_edge.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: Default ONNX opset. 18 is the lowest opset the torch.onnx dynamo exporter targets well and
-#: is supported by every onnxruntime >= 1.14 (incl. the mobile builds).
-DEFAULT_OPSET = 18
+#: Default ONNX opset. 23 brings the ``Attention``, ``RMSNormalization`` and
+#: ``RotaryEmbedding`` operators, which the torch.onnx dynamo exporter emits for SDPA, RMS
+#: norms and rotary embeddings (half the nodes of an opset-18 graph; see
+#: ``exporters.attention``). onnxruntime runs them from 1.23. Opset 18 (``--opset 18``) is
+#: the lowest the dynamo exporter targets well and suits older onnxruntime builds.
+DEFAULT_OPSET = 23
 
 TEXT_GENERATION = "text-generation"
 TEXT_CLASSIFICATION = "text-classification"

@@ -28,6 +28,7 @@ _LAZY = {
     "InvalidSettingError": "errors",
     "ProviderUnavailableError": "errors",
     "PromptTooLongError": "errors",
+    "OnnxRuntimeVersionError": "errors",
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Manifest",
     "ManifestVersionError",
     "ModelFolderError",
+    "OnnxRuntimeVersionError",
     "PromptTooLongError",
     "ProviderUnavailableError",
     "SamplingSettings",

@@ -36,7 +36,7 @@ from .generation import (
 from .kv_cache import CausalLMRunner
 from .manifest import Manifest, check_files, read_manifest
 from .sampling import SamplingSettings
-from .session import create_session
+from .session import check_onnxruntime_version, create_session
 from .tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -333,11 +333,13 @@ def load(
 
     Raises:
         ModelFolderError / ManifestVersionError: missing, corrupt or too new folder.
+        OnnxRuntimeVersionError: the installed onnxruntime is too old for the export's opset.
         ProviderUnavailableError / InvalidSettingError: bad provider, threads or level.
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
     check_files(folder, manifest, hashes=verify_hashes)
+    check_onnxruntime_version(manifest.opset)
     model_file = manifest.model_file
     if use_ort_format:
         if not manifest.ort_model_file:

@@ -23,6 +23,10 @@ class ManifestVersionError(ModelFolderError):
     """The manifest was written by a newer, incompatible shadow-edge (format_version too high)."""
 
 
+class OnnxRuntimeVersionError(ShadowRuntimeError):
+    """The installed onnxruntime is too old to run this export correctly."""
+
+
 class InvalidSettingError(ShadowRuntimeError, ValueError):
     """A call or load setting is invalid (e.g. ``top_p=1.5``, ``threads=0``, wrong task)."""
 

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from .errors import InvalidSettingError, ModelFolderError, ProviderUnavailableError
+from .errors import (
+    InvalidSettingError,
+    ModelFolderError,
+    OnnxRuntimeVersionError,
+    ProviderUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +53,44 @@ _ORT_LOAD_ERRORS = (
     ort_state.NotImplemented,
     ort_state.RuntimeException,
 )
+
+
+#: Oldest onnxruntime that runs an export of a given ONNX opset correctly, as
+#: (first opset, version). Measured on opset-23 SmolLM2 shadow exports against 1.32
+#: (2026-11-29): 1.22 cannot load opset 23; 1.23.0 pairs the grouped query heads with the
+#: wrong key/value heads in ``Attention``; 1.23.2 returns NaN for fully masked (left-padded)
+#: rows; 1.24.1 is exact. Opsets 18-21 (``--opset 18``; int4 raises it to 21) load from 1.20.
+MIN_ONNXRUNTIME = ((23, (1, 24, 1)), (21, (1, 20, 0)))
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """"1.24.1" / "1.25.0.dev20250101" / "1.24.1+cpu" -> (1, 24, 1) / (1, 25, 0) / (1, 24, 1)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def check_onnxruntime_version(opset: int | None, version: str | None = None) -> None:
+    """Refuse to run an export of ONNX ``opset`` on an onnxruntime known to get it wrong.
+
+    Args:
+        opset: the export's ``ai.onnx`` opset (manifest ``opset``); ``None`` skips the check.
+        version: onnxruntime version string; default: the installed one.
+
+    Raises:
+        OnnxRuntimeVersionError: ``version`` is older than :data:`MIN_ONNXRUNTIME` allows.
+    """
+    if opset is None:
+        return
+    version = version or ort.__version__
+    for first_opset, minimum in MIN_ONNXRUNTIME:
+        if opset >= first_opset:
+            if _version_tuple(version) < minimum:
+                needed = ".".join(map(str, minimum))
+                raise OnnxRuntimeVersionError(
+                    f"this export uses ONNX opset {opset}, which onnxruntime {version} cannot run "
+                    f"correctly. Install onnxruntime>={needed} (pip install -U onnxruntime), or "
+                    "re-export with `shadow-edge export ... --opset 18` for older runtimes."
+                )
+            return
 
 
 def available_providers() -> list[str]:

@@ -19,7 +19,7 @@ from .progress import StageProgress
 
 OpsetOpt = Annotated[
     int | None,
-    typer.Option("--opset", min=14, help="ONNX opset; default: the exporter's (18).",
+    typer.Option("--opset", min=14, help="ONNX opset; default: the exporter's (23; 18 for older onnxruntime).",
                  show_default=False),
 ]
 TrustRemoteCodeOpt = Annotated[

@@ -8,6 +8,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
+from exporters.spec import DEFAULT_OPSET
 from shadow_edge.cli import app
 from shadow_edge.cli.export import parity_rows
 from shadow_edge.cli.progress import stage_note
@@ -34,7 +35,7 @@ def test_int8_classifier_adapter_export_prints_stages_sizes_and_parity(tiny_chec
     assert "Traceback" not in result.output and "WARNING" not in result.stderr
     manifest = json.loads((out / "shadow_edge.json").read_text())
     assert (manifest["task"], manifest["precision"], manifest["opset"]) == (
-        "text-classification", "int8", 18)
+        "text-classification", "int8", DEFAULT_OPSET)
     assert manifest["verified"] is True and manifest["parity"]["passed"] is True
     assert manifest["source"]["kind"] == "adapter"
     assert manifest["source"]["checkpoint"] == str(tiny_checkpoints["cls"].absolute())

@@ -17,6 +17,7 @@ import torch
 from exporters import QUANTIZED_THRESHOLDS, quantize_export, verify
 from exporters.ort_model import OnnxCausalLM, positions
 from exporters.package import checkpoint_sha256
+from exporters.spec import DEFAULT_OPSET
 from exporters.testing import TINY_VOCAB
 from runtime.manifest import check_files, read_manifest
 from tests.tiny_models import ARCHITECTURES
@@ -49,7 +50,7 @@ def test_folder_has_the_design_layout_and_a_valid_manifest(case):
     assert {p.name for p in folder.iterdir()} == expected
     manifest = read_manifest(folder)
     check_files(folder, manifest, hashes=True)
-    assert manifest.task == TASK and manifest.precision == "fp32" and manifest.opset == 18
+    assert manifest.task == TASK and manifest.precision == "fp32" and manifest.opset == DEFAULT_OPSET
     assert manifest.verified is True and manifest.parity["passed"] is True
     assert manifest.source.kind == "adapter" and manifest.source.base == str(case.base_dir)
     assert manifest.source.checkpoint_sha256 == checkpoint_sha256(case.checkpoint)
@@ -140,7 +141,7 @@ def test_quantized_shadow_of_each_architecture(case, precision, tmp_path):
     """int8 must pass its gate. These tiny random shadows sit at the edge of the int4 gate
     (top-1 0.55-0.6 against 0.6, embeddings kept or not), so for int4 the gate itself is
     asserted on the larger model in test_quantization.py; here every architecture's 4-bit
-    graph must be sound: logits close in direction, padding exact, opset 21."""
+    graph must be sound: logits close in direction, padding exact."""
     int4 = precision == "int4"
     result = quantize_export(case.folder, tmp_path / precision, precision,
                              checkpoint=None if int4 else case.model, keep_embeddings=int4)
@@ -149,7 +150,7 @@ def test_quantized_shadow_of_each_architecture(case, precision, tmp_path):
     manifest = read_manifest(folder)
     check_files(folder, manifest, hashes=True)
     assert (manifest.task, manifest.precision, manifest.verified) == (TASK, precision, not int4)
-    assert manifest.opset == (21 if int4 else 18)
+    assert manifest.opset == DEFAULT_OPSET
     assert manifest.inputs == read_manifest(case.folder).inputs
     report = verify(folder, case.model, raise_on_failure=False)
     assert report.precision == precision

@@ -14,6 +14,7 @@ import exporters
 from exporters import QUANTIZED_THRESHOLDS, export, export_onnx, quantize, verify
 from exporters.ort_model import OnnxCausalLM, session
 from exporters.quantization import convert_to_ort, model_opset
+from exporters.spec import DEFAULT_OPSET
 from exporters.testing import tiny_model
 from runtime.manifest import check_files, read_manifest
 from shadow_edge.errors import ConfigError, ExportError
@@ -125,9 +126,25 @@ def test_ort_format_refuses_a_4bit_embedding_table_and_keeps_int4_matmuls(models
         1e-3 * np.abs(expected).max())
 
 
-def test_int4_raises_the_opset_to_21_and_int8_keeps_18(models):
-    assert model_opset(models["fp32"]) == 18 and model_opset(models["int8"]) == 18
-    assert model_opset(models["int4"]) == 21 and model_opset(models["int4-keep"]) == 21
+def test_quantization_keeps_the_default_opset(models):
+    assert {model_opset(path) for path in models.values()} == {DEFAULT_OPSET}
+    assert "Attention" in _ops(models["int8"]) and "QAttention" not in _ops(models["int8"])
+    assert "Attention" in _ops(models["int4"])
+
+
+def test_opset_18_exports_decomposed_attention_and_int4_raises_it_to_21(torch_model, models,
+                                                                        tmp_path):
+    old = export_onnx(torch_model, tmp_path / "fp32" / "model.onnx", opset=18).path
+    assert model_opset(old) == 18 and "Attention" not in _ops(old)
+    assert len(onnx.load(str(old)).graph.node) > 1.5 * len(onnx.load(str(models["fp32"])).graph.node)
+    int4 = quantize(old, tmp_path / "int4" / "model.onnx", "int4")
+    assert model_opset(int4) == 21
+    ids = np.array([[0, 0, 5, 9, 11, 3], [7, 1, 2, 8, 4, 6]])
+    mask = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    fused = OnnxCausalLM(models["fp32"]).step(ids, mask)[0]
+    decomposed = OnnxCausalLM(old).step(ids, mask)[0]
+    keep = mask.astype(bool)
+    assert np.abs(fused[keep] - decomposed[keep]).max() <= 1e-4 * np.abs(decomposed).max()
 
 
 def test_quantized_classifier_passes_its_gate(exports, tmp_path):
@@ -158,14 +175,14 @@ def test_quantize_export_reuses_an_fp32_folder(shadow_exports, tmp_path):
     checked = quantize_export(fp32, tmp_path / "int8", "int8", checkpoint=case.model)
     manifest = read_manifest(checked.output_dir)
     check_files(checked.output_dir, manifest, hashes=True)
-    assert (manifest.precision, manifest.verified, manifest.opset) == ("int8", True, 18)
+    assert (manifest.precision, manifest.verified, manifest.opset) == ("int8", True, DEFAULT_OPSET)
     assert manifest.parity["precision"] == "int8" and "verified_reason" not in manifest.extra
     assert {p.name for p in checked.output_dir.iterdir()} == {p.name for p in fp32.iterdir()}
     # tiny random shadows sit at the edge of the int4 gate (test_export_causal.py): unchecked
     unchecked = quantize_export(fp32, tmp_path / "int4", "int4")
     manifest = read_manifest(unchecked.output_dir)
     assert (manifest.precision, manifest.verified, manifest.parity) == ("int4", False, None)
-    assert manifest.opset == 21
+    assert manifest.opset == DEFAULT_OPSET
     assert "shadow-edge verify" in manifest.extra["verified_reason"]
     with pytest.raises(ConfigError, match="fp32 export"):
         quantize_export(unchecked.output_dir, tmp_path / "again", "int8")

@@ -13,6 +13,7 @@ from runtime.errors import (
     InvalidSettingError,
     ManifestVersionError,
     ModelFolderError,
+    OnnxRuntimeVersionError,
     ProviderUnavailableError,
 )
 from runtime.session import available_providers, resolve_providers
@@ -167,3 +168,28 @@ def test_batched_classification_equals_single_rows(classifier):
         assert alone.label == result.label
         np.testing.assert_allclose(alone.logits, result.logits, atol=1e-5)
     assert batch[0].as_dict(classifier.labels)["scores"].keys() == set(classifier.labels)
+
+
+@pytest.mark.parametrize("opset, version, ok", [
+    (23, "1.32.0", True), (23, "1.24.1", True), (23, "1.24.1+cpu", True),
+    (23, "1.23.2", False), (23, "1.22.1", False), (23, "1.25.0.dev20251020", True),
+    (18, "1.20.0", True), (21, "1.19.0", False), (18, "1.19.0", True), (None, "1.0.0", True),
+])
+def test_onnxruntime_version_check_by_opset(opset, version, ok):
+    from runtime.session import check_onnxruntime_version
+
+    if ok:
+        check_onnxruntime_version(opset, version)
+    else:
+        with pytest.raises(OnnxRuntimeVersionError, match=r"onnxruntime>=1\.\d+\.\d+.*--opset 18"):
+            check_onnxruntime_version(opset, version)
+
+
+def test_an_old_onnxruntime_is_refused_before_it_runs_wrong_numbers(exports, monkeypatch):
+    """1.23.x loads opset-23 graphs and returns wrong logits; load() must stop first."""
+    import runtime.session
+
+    assert runtime.info(exports["fp32"])["opset"] >= 23
+    monkeypatch.setattr(runtime.session.ort, "__version__", "1.23.2")
+    with pytest.raises(OnnxRuntimeVersionError, match="opset 23.*1.23.2"):
+        runtime.load(exports["fp32"])
