@@ -327,6 +327,19 @@ def bench_torch_classifier(model, n_tokens: int, repeats: int) -> dict:
 # ---- main ------------------------------------------------------------------------------
 
 
+def median_row(rows: list[dict]) -> dict:
+    """Per-key median of the numeric fields of ``rows`` (one dict per round), plus
+    ``rounds`` and ``decode_tokens_per_s_best``. Medians, not best rounds: on a shared
+    machine one lucky round of one engine would otherwise decide a ratio."""
+    merged = dict(rows[0])
+    for key, value in rows[0].items():
+        if isinstance(value, float):
+            merged[key] = float(np.median([row[key] for row in rows]))
+    merged["rounds"] = len(rows)
+    merged["decode_tokens_per_s_best"] = max(row["decode_tokens_per_s"] for row in rows)
+    return merged
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/shadow-edge-bench"))
@@ -335,7 +348,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3,
-                        help="interleaved rounds per engine; the best is kept")
+                        help="interleaved rounds per engine; the median is kept")
     parser.add_argument("--cls-tokens", type=int, default=16)
     parser.add_argument("--cls-repeats", type=int, default=100)
     parser.add_argument("--skip-genai", action="store_true")
@@ -379,7 +392,7 @@ def main(argv=None) -> dict:
         "memcopy_GBps": memcopy_bytes_per_s() / 1e9,
     }
     # Generation engines are measured in interleaved rounds (each engine once per round, the
-    # best round kept), so that load drift on a shared machine biases no engine.
+    # median round kept), so that load drift on a shared machine biases no engine.
     engines = {"torch_cached": lambda: bench_torch_cached(torch_lm, ids, args.new_tokens, 1)}
     generators = {p: runtime.load(gen_exports[p], threads=args.threads) for p in PRECISIONS}
     for precision, model in generators.items():
@@ -397,32 +410,27 @@ def main(argv=None) -> dict:
             continue
         engines[f"genai/{precision}"] = (
             lambda f=folder: bench_genai(f, ids, args.new_tokens, 1))
-    best: dict[str, dict] = {}
+    rounds: dict[str, list[dict]] = {name: [] for name in engines}
     for round_index in range(args.repeats):
         for name, run in engines.items():
             logger.info("round %d: %s", round_index + 1, name)
-            row = run()
-            previous = best.get(name, {})
-            if row["decode_tokens_per_s"] > previous.get("decode_tokens_per_s", 0.0):
-                best[name] = dict(row)
-            if "prefill_tokens_per_s" in row:  # prefill: also the best round
-                best[name]["prefill_tokens_per_s"] = max(
-                    row["prefill_tokens_per_s"], previous.get("prefill_tokens_per_s", 0.0))
-    results["torch_cached"] = best.pop("torch_cached")
+            rounds[name].append(run())
+    measured = {name: median_row(rows) for name, rows in rounds.items()}
+    results["torch_cached"] = measured.pop("torch_cached")
     logger.info("torch without cache (b)")
     results["torch_uncached"] = bench_torch_uncached(torch_lm, ids, args.new_tokens)
     results["runtime"], results["classification"] = {}, {}
     for precision in generators:
-        row = best.pop(f"runtime/{precision}")
+        row = measured.pop(f"runtime/{precision}")
         row["model_bytes"] = model_bytes(gen_exports[precision])
         row["bytes_read_per_token"] = bytes_read_per_token(gen_exports[precision] / "model.onnx")
         row["weight_read_GBps"] = row["bytes_read_per_token"] * row["decode_tokens_per_s"] / 1e9
-        row["iobinding"] = best.pop(f"iobinding/{precision}")
+        row["iobinding"] = measured.pop(f"iobinding/{precision}")
         results["runtime"][precision] = row
         clf = runtime.load(cls_exports[precision], threads=args.threads)
         results["classification"][precision] = bench_classifier(
             clf, sequence_length=args.cls_tokens, repeats=args.cls_repeats)
-    for name, row in best.items():
+    for name, row in measured.items():
         results["genai"][name.split("/")[1]] = row
     torch_cls = AutoModelForSequenceClassification.from_pretrained(str(cls_hf)).eval()
     results["classification"]["torch"] = bench_torch_classifier(
