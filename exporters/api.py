@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.session import check_onnxruntime_version
 from shadow_edge.errors import ConfigError
 
 from . import onnx as onnx_export
@@ -21,7 +22,7 @@ from . import package, sources
 from .detaching import Detached, detach, notify
 from .parity import PRECISIONS, ParityReport, check_parity
 from .quantization import convert_to_ort, model_opset, quantize
-from .spec import TEXT_GENERATION
+from .spec import DEFAULT_OPSET, TEXT_GENERATION
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         CheckpointError: the checkpoint or base cannot be loaded.
         ExportError: the output exists (without force) or is not writable; export failed.
         ParityError: the parity gate failed (nothing is written).
+        runtime.errors.OnnxRuntimeVersionError: ``verify`` with an onnxruntime too old for
+            ``opset`` (upgrade it, or pass ``opset=18``).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
@@ -196,6 +199,8 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
     if opset is not None and opset < onnx_export.MIN_OPSET:
         raise ConfigError(f"opset {opset} is too old for the torch dynamo exporter; use "
                           f"--opset {onnx_export.MIN_OPSET} or newer")
+    if verify:  # an old onnxruntime would fail the parity gate with wrong numbers, late
+        check_onnxruntime_version(opset or DEFAULT_OPSET)
     output = package.check_output(output_dir, force=force)
     detached = load(checkpoint, base=base, task=task, trust_remote_code=trust_remote_code,
                     progress=progress)

@@ -163,3 +163,14 @@ def test_mismatched_torch_reference_fails_verify(llama):
     assert error.value.report["passed"] is False
     report = verify(folder, other, raise_on_failure=False)
     assert not report.passed and report.check("greedy_tokens_identical").value < 32
+
+
+def test_an_onnxruntime_too_old_for_the_opset_stops_before_exporting(source, tmp_path,
+                                                                     monkeypatch):
+    import runtime.session
+    from runtime.errors import OnnxRuntimeVersionError
+
+    monkeypatch.setattr(runtime.session.ort, "__version__", "1.23.2")
+    with pytest.raises(OnnxRuntimeVersionError, match="--opset 18"):
+        export(source, tmp_path / "out")
+    assert _names(tmp_path) == []
