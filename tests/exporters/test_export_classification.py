@@ -76,3 +76,27 @@ def test_padded_rows_equal_unpadded_rows_and_torch(folder, torch_model, side):
         assert np.abs(batched[i] - alone).max() <= tol
         assert np.abs(alone - reference).max() <= tol
         assert batched[i].argmax() == reference.argmax()
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "mistral", "gemma", "gpt2"])
+def test_every_architecture_exports_a_classifier_that_pools_like_torch(arch, tmp_path):
+    """The llama classifier is tested in depth above; the other architectures share the
+    backbone export with their causal tests, and here pass the gate and pool left- and
+    right-padded rows like torch, through the fused opset-23 attention."""
+    from exporters import export
+
+    model = tiny_model(arch, TASK, **ARCH_SIZES[arch])
+    result = export(model, tmp_path / arch)
+    assert result.parity.passed and result.manifest["opset"] == 23
+    graph = onnx.load(str(tmp_path / arch / "model.onnx"))
+    assert sum(node.op_type == "Attention" for node in graph.graph.node) == ARCH_SIZES[arch].get(
+        "num_layers", 2)
+    ids = torch.tensor([[5, 9, 11, 30, 31], [0, 0, 7, 8, 9], [7, 8, 9, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [1, 1, 1, 0, 0]])
+    with torch.no_grad():  # torch references on unpadded rows
+        full = model(input_ids=ids[:1]).logits[0].numpy()
+        alone = model(input_ids=torch.tensor([[7, 8, 9]])).logits[0].numpy()
+    logits = OnnxClassifier(tmp_path / arch / "model.onnx").logits(ids.numpy(), mask.numpy())
+    assert logits.shape == (3, 3)
+    for row, reference in ((0, full), (1, alone), (2, alone)):
+        np.testing.assert_allclose(logits[row], reference, atol=1e-4)
