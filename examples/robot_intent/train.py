@@ -51,6 +51,9 @@ def _parse(argv):
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     p.add_argument("--data", type=Path, default=None,
                    help="folder from `python -m examples.robot_intent.data` (default: build)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this saved checkpoint's weights (e.g. to continue the "
+                        "joint phase of a committed checkpoint with --shadow-minutes 0)")
     p.add_argument("--max-minutes", type=float, default=25.0)
     p.add_argument("--shadow-minutes", type=float, default=0.0,
                    help="minutes of shadow-only pre-training at the start (phase 1)")
@@ -215,6 +218,8 @@ def train(argv=None) -> dict:
     if args.task == "generation":
         val_eval = random.Random(1).sample(val_eval, min(args.eval_size, len(val_eval)))
     task = _Task(args, tokenizer, labels, base_dir)
+    if args.init is not None:
+        _load_into(task, args.init)
     model = task.model
     trainable, total = model.get_nb_trainable_parameters()
     logger.info("task=%s train=%d val=%d trainable=%d total=%d", args.task, len(train_rows),
