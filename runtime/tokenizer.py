@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as _HFTokenizer
 
-from .errors import ModelFolderError
+from .errors import InvalidSettingError, ModelFolderError
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +136,24 @@ class Tokenizer:
 
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         """Token ids of ``text``. ``add_special_tokens`` applies the tokenizer's post-processor
-        (e.g. a BOS token); chat prompts are encoded without it, as transformers does."""
-        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+        (e.g. a BOS token); chat prompts are encoded without it, as transformers does.
+
+        Raises:
+            InvalidSettingError: ``text`` holds a lone UTF-16 surrogate (not valid Unicode).
+        """
+        try:
+            return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+        except TypeError:
+            _check_encodable([text])
+            raise
 
     def encode_batch(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
         """:meth:`encode` for several texts (the Rust tokenizer runs them in parallel)."""
-        encodings = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        try:
+            encodings = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        except TypeError:
+            _check_encodable(texts)
+            raise
         return [e.ids for e in encodings]
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
@@ -191,3 +203,19 @@ class StreamDecoder:
     def flush(self) -> str:
         """Return any held-back text (e.g. an incomplete character at the end, as U+FFFD)."""
         return self._step(final=True) if self._read < len(self._ids) else ""
+
+
+def _check_encodable(texts: Sequence[str]) -> None:
+    """Raise a clear error for a string the Rust tokenizer rejects: a lone UTF-16 surrogate
+    (e.g. from bytes decoded with ``errors="surrogateescape"``) cannot be UTF-8 encoded."""
+    for text in texts:
+        if not isinstance(text, str):
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise InvalidSettingError(
+                f"the text has an unpaired surrogate {text[error.start]!r} at index "
+                f"{error.start}, which is not valid Unicode; remove it, or decode the input "
+                "bytes with errors='replace'."
+            ) from None

@@ -174,6 +174,8 @@ def test_invalid_generation_settings_raise_before_running(generator, kwargs, mes
         ([5, 999], "outside the vocabulary"),
         (3.5, "a prompt must be a string"),
         ([[1], "mixed", 3], "a prompt must be"),
+        ("bad \ud800 bytes", r"unpaired surrogate '\\ud800' at index 4"),
+        (["fine", "\udcff"], "unpaired surrogate"),
     ],
 )
 def test_bad_prompts_give_clear_errors(generator, prompt, message):

@@ -154,6 +154,8 @@ def test_classifier_errors(classifier):
         classifier.classify(["ok"], batch_size=0)
     with pytest.raises(InvalidSettingError, match="string or a non-empty list"):
         classifier.classify([])
+    with pytest.raises(InvalidSettingError, match="unpaired surrogate"):
+        classifier.classify(["ok", "\ud800"])
     long_text = "word " * 200
     with pytest.raises(runtime.errors.PromptTooLongError, match="truncate=True"):
         classifier.classify(long_text)
