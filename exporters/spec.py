@@ -26,8 +26,10 @@ logger = logging.getLogger(__name__)
 #: Default ONNX opset. 23 brings the ``Attention``, ``RMSNormalization`` and
 #: ``RotaryEmbedding`` operators, which the torch.onnx dynamo exporter emits for SDPA, RMS
 #: norms and rotary embeddings (half the nodes of an opset-18 graph; see
-#: ``exporters.attention``). onnxruntime runs them from 1.23. Opset 18 (``--opset 18``) is
-#: the lowest the dynamo exporter targets well and suits older onnxruntime builds.
+#: ``exporters.attention``). onnxruntime runs them correctly from 1.24.1 (1.23 loads them
+#: but gets grouped heads and padded rows wrong; ``runtime.session.MIN_ONNXRUNTIME``).
+#: Opset 18 (``--opset 18``) is the lowest the dynamo exporter targets well and suits older
+#: onnxruntime builds.
 DEFAULT_OPSET = 23
 
 TEXT_GENERATION = "text-generation"

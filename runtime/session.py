@@ -78,19 +78,17 @@ def check_onnxruntime_version(opset: int | None, version: str | None = None) -> 
     Raises:
         OnnxRuntimeVersionError: ``version`` is older than :data:`MIN_ONNXRUNTIME` allows.
     """
-    if opset is None:
-        return
+    minimum = next((v for first, v in MIN_ONNXRUNTIME if opset is not None and opset >= first),
+                   None)
     version = version or ort.__version__
-    for first_opset, minimum in MIN_ONNXRUNTIME:
-        if opset >= first_opset:
-            if _version_tuple(version) < minimum:
-                needed = ".".join(map(str, minimum))
-                raise OnnxRuntimeVersionError(
-                    f"this export uses ONNX opset {opset}, which onnxruntime {version} cannot run "
-                    f"correctly. Install onnxruntime>={needed} (pip install -U onnxruntime), or "
-                    "re-export with `shadow-edge export ... --opset 18` for older runtimes."
-                )
-            return
+    if minimum is None or _version_tuple(version) >= minimum:
+        return
+    raise OnnxRuntimeVersionError(
+        f"this export uses ONNX opset {opset}, which onnxruntime {version} cannot run correctly. "
+        f"Install onnxruntime>={'.'.join(map(str, minimum))} (pip install -U onnxruntime), or "
+        "re-export for older runtimes with `shadow-edge export ... --opset 18` (int4 needs "
+        "opset 21 and onnxruntime>=1.20 in any case)."
+    )
 
 
 def available_providers() -> list[str]:
