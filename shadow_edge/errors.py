@@ -19,6 +19,13 @@ class ConfigError(ShadowEdgeError, ValueError):
     exit_code = 2
 
 
+class DataError(ShadowEdgeError, ValueError):
+    """Training data that cannot be used (wrong row shape, labels, nothing fits); the message
+    names the row or field and the fix."""
+
+    exit_code = 2
+
+
 class CheckpointError(ShadowEdgeError):
     """A checkpoint folder or weight file is missing, corrupt or does not fit the base."""
 

@@ -52,25 +52,40 @@ class ShadowSequenceClassifierOutput(SequenceClassifierOutput):
     shadow_logits: torch.Tensor | None = None
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
+                   positions: torch.Tensor | None = None) -> torch.Tensor:
     """Next-token cross-entropy, mean over labels != -100 (HF's ``ForCausalLMLoss``).
 
     Args:
-        logits: ``[batch, seq, vocab]``, any float dtype (computed in float32).
+        logits: ``[batch, seq, vocab]``, any float dtype (computed in float32); with
+            ``positions``, ``[batch, len(positions), vocab]``: the logits of those positions.
         labels: int64 ``[batch, seq]``; position t is scored by the logits at t - 1.
+        positions: int64 ``[n]``, sorted positions the logits belong to (``logits_to_keep``);
+            a position without a next token is ignored.
 
     Returns:
         A float32 scalar. With no target at all (every label -100, or one-token rows) it
         is 0, still attached to the graph, instead of the NaN of an empty mean, so one such
         batch does not turn the optimizer state into NaN.
     """
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:].to(logits.device)
+    if positions is None:
+        shift_logits = logits[:, :-1, :].float()
+        shift_labels = labels[:, 1:].to(logits.device)
+    else:
+        positions = positions.to(labels.device)
+        valid = positions + 1 < labels.shape[1]
+        shift_logits = logits[:, valid.to(logits.device), :].float()
+        shift_labels = labels[:, positions[valid] + 1].to(logits.device)
     total = F.cross_entropy(
         shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100,
         reduction="sum",
     )
     return total / (shift_labels != -100).sum().clamp(min=1)
+
+
+def _kept(hidden: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    """``hidden`` ``[batch, seq, H]`` at ``positions`` (all of it when None)."""
+    return hidden if positions is None else hidden[:, positions.to(hidden.device)]
 
 
 def _to_head_dtype(hidden: torch.Tensor, head: nn.Module) -> torch.Tensor:
@@ -132,7 +147,8 @@ class ShadowTaskModel(nn.Module):
     def _score_shadow(self, shadow_hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor,
+              positions: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def _output(self, **fields: Any):
@@ -184,6 +200,7 @@ class ShadowTaskModel(nn.Module):
         use_cache: bool | None = None,
         cache: ShadowCache | None = None,
         return_dict: bool | None = None,
+        logits_to_keep: torch.Tensor | None = None,
         **kwargs: Any,
     ):
         """Score a batch; with ``labels``, also the loss (FORMAT.md steps 4-6).
@@ -196,6 +213,11 @@ class ShadowTaskModel(nn.Module):
             past_key_values: a ``ShadowCache`` to extend; ``use_cache=True`` creates one.
                 ``cache=`` is the same argument under transformers 5.24's name.
             return_dict: ``False`` returns ``output.to_tuple()`` (HF's convention).
+            logits_to_keep: causal LM only: int64 ``[n]`` sorted positions; both heads are
+                applied there only (``logits`` ``[batch, n, vocab]``) and the loss is taken
+                over those positions' next tokens. Training passes the supervised positions
+                (``training_data.PadCollator(supervised_logits_only=True)``), which skips
+                the vocabulary-sized heads on the prompt without changing the loss.
             kwargs: extra base-model arguments (``base_shadow`` mode only), e.g.
                 ``output_hidden_states=True`` (the base's ``hidden_states`` are returned).
 
@@ -206,8 +228,14 @@ class ShadowTaskModel(nn.Module):
 
         Raises:
             ConfigError: the cache is not a ``ShadowCache`` (e.g. a ``DynamicCache``) or lacks
-                the base half that ``base_shadow`` needs.
+                the base half that ``base_shadow`` needs; ``logits_to_keep`` for a
+                classifier.
         """
+        if logits_to_keep is not None:
+            if self.task_type != "CAUSAL_LM":
+                raise ConfigError("logits_to_keep applies to causal LMs only; drop it for "
+                                  f"{type(self).__name__}.")
+            kwargs["logits_to_keep"] = logits_to_keep
         if self.inference_mode == "shadow_only":
             cache = resolve_shadow_cache(
                 past_key_values, cache, use_cache=use_cache, need_base=False,
@@ -220,8 +248,8 @@ class ShadowTaskModel(nn.Module):
                 inputs_embeds=inputs_embeds,
                 cache=cache.shadow if cache is not None else None,
             )
-            shadow_logits = self._score_shadow(shadow_hidden, attention_mask)
-            loss = self._loss(shadow_logits, labels) if labels is not None else None
+            shadow_logits = self._score_shadow(_kept(shadow_hidden, logits_to_keep), attention_mask)
+            loss = self._loss(shadow_logits, labels, logits_to_keep) if labels is not None else None
             out = self._output(loss=loss, logits=shadow_logits, shadow_logits=shadow_logits, cache=cache)
             return out.to_tuple() if return_dict is False else out
 
@@ -235,12 +263,13 @@ class ShadowTaskModel(nn.Module):
             cache=cache,
             **kwargs,
         )
-        shadow_logits = self._score_shadow(shadow_hidden, attention_mask)
+        shadow_logits = self._score_shadow(_kept(shadow_hidden, logits_to_keep), attention_mask)
         loss = None
         if labels is not None:
-            loss = self._loss(output.logits, labels)
+            loss = self._loss(output.logits, labels, logits_to_keep)
             if self.shadow_loss_weight:
-                loss = loss + self.shadow_loss_weight * self._loss(shadow_logits, labels)
+                loss = loss + self.shadow_loss_weight * self._loss(shadow_logits, labels,
+                                                                   logits_to_keep)
         out = self._output(loss=loss, logits=output.logits, shadow_logits=shadow_logits, cache=cache)
         out.hidden_states = getattr(output, "hidden_states", None)
         out.attentions = getattr(output, "attentions", None)
@@ -393,8 +422,8 @@ class ShadowForCausalLM(ShadowTaskModel):
     def _score_shadow(self, shadow_hidden, attention_mask):
         return self.shadow_lm_head(_to_head_dtype(shadow_hidden, self.shadow_lm_head))
 
-    def _loss(self, logits, labels):
-        return causal_lm_loss(logits, labels)
+    def _loss(self, logits, labels, positions=None):
+        return causal_lm_loss(logits, labels, positions)
 
     def _output(self, *, loss, logits, shadow_logits, cache):
         return ShadowCausalLMOutputWithPast(
@@ -444,7 +473,7 @@ class ShadowForSequenceClassification(ShadowTaskModel):
         pooled = pool_last_token(shadow_hidden, attention_mask)
         return self.shadow_classifier_head(_to_head_dtype(pooled, self.shadow_classifier_head))
 
-    def _loss(self, logits, labels):
+    def _loss(self, logits, labels, positions=None):
         from transformers.loss.loss_utils import ForSequenceClassificationLoss
 
         return ForSequenceClassificationLoss(labels=labels, pooled_logits=logits, config=self.config)

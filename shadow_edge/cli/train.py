@@ -1,14 +1,10 @@
-"""``shadow-edge train``: a thin HF ``Trainer`` front end for joint ShadowPEFT training.
+"""``shadow-edge train``: the command line of :func:`shadow_edge.training.train`.
 
 The base is frozen; the shadow, the injection and update adapters and the shadow head train
 jointly on ``base_loss + shadow_loss_weight * shadow_loss`` (FORMAT.md step 5). The result
-is a checkpoint folder that ``shadow-edge export`` accepts.
-
-Several processes: run it under ``torchrun --nproc_per_node=N`` or ``accelerate launch``;
-``Trainer`` sets up DDP (gloo on CPU). ``ddp_find_unused_parameters`` is on because the last
-update slot's output never reaches a loss (the shadow head reads the start state,
-FORMAT.md step 4), so its parameters get no gradient. Only the main process writes the
-checkpoint.
+is a checkpoint folder that ``shadow-edge export`` accepts. Several processes: run it under
+``torchrun --nproc_per_node=N`` or ``accelerate launch`` (the library's ``Trainer`` sets up
+DDP); only the main process writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -25,11 +21,12 @@ from typing import Annotated, Any
 import typer
 
 from shadow_edge.config import ShadowConfig
+from shadow_edge.task_types import CLASSIFICATION
+from shadow_edge.training_data import encode_rows, infer_task, label_map
 
 from . import console
 from .inputs import read_jsonl
 from .options import Task, below, greater_than, usage_error
-from .train_data import CLASSIFICATION, PadCollator, encode_rows, infer_task, label_map
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ SHADOW_OPTIONS = (
 
 @dataclass
 class TrainSettings:
-    """Everything ``train`` needs (the command's options, validated)."""
+    """Everything the ``train`` command needs (its options, validated)."""
 
     data: Path
     base: str
@@ -154,30 +151,13 @@ def _load_model(settings: TrainSettings, task: str, labels):
     return wrapper(peft, shadow_loss_weight=settings.shadow_loss_weight)
 
 
-def _format_logs(logs: dict[str, Any]) -> str:
-    """``{"loss": 2.31234, "epoch": 0.5}`` -> ``"loss 2.312, epoch 0.5"`` (pure)."""
-    return ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-                     for key, value in logs.items())
-
-
-def logs_to_stderr():
-    """A ``TrainerCallback`` that writes Trainer's logs (loss, learning rate, ...) as one line
-    on stderr, on the main process only (built here: transformers is imported lazily)."""
-    from transformers import TrainerCallback
-
-    class LogsToStderr(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                console.note(f"step {state.global_step}: {_format_logs(logs)}")
-
-    return LogsToStderr()
-
-
 def run_training(settings: TrainSettings) -> TrainResult:
-    """Load data and base, train with ``Trainer``, save the checkpoint on the main process.
+    """Read the data, load the base, train with :func:`shadow_edge.training.train`, save the
+    checkpoint on the main process.
 
     Raises:
-        typer.BadParameter: bad data file or an existing output without ``force``.
+        typer.BadParameter: unreadable data file or an existing output without ``force``.
+        shadow_edge.errors.DataError: rows that do not fit (shape, labels, length).
         shadow_edge.errors.ConfigError: invalid ShadowConfig values.
         OSError: the base cannot be loaded.
     """
@@ -188,12 +168,11 @@ def run_training(settings: TrainSettings) -> TrainResult:
     labels = label_map(rows) if task == CLASSIFICATION else None
     ShadowConfig(**settings.shadow)  # validate before loading anything heavy
 
-    import torch
-    from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
-    from transformers.trainer_callback import PrinterCallback
+    from transformers import AutoTokenizer
+
+    from shadow_edge.training import TrainingSettings, train
 
     console.quiet_transformers()
-    set_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(settings.base)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -205,47 +184,39 @@ def run_training(settings: TrainSettings) -> TrainResult:
     model = _load_model(settings, task, labels)
     if task == CLASSIFICATION:
         model.peft_model.base_model.config.pad_token_id = tokenizer.pad_token_id
+    training = TrainingSettings(
+        epochs=settings.epochs, max_steps=settings.max_steps, lr=settings.lr,
+        batch_size=settings.batch_size, seed=settings.seed, logging_steps=settings.logging_steps,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+    )
+    result = train(model, examples, training, pad_token_id=tokenizer.pad_token_id,
+                   callbacks=[logs_to_stderr()])
+    saved = None
+    if int(os.environ.get("RANK", "0")) == 0:
+        saved = _save_atomically(model, settings.output, settings.force)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed
 
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # set by torchrun / accelerate
-    with tempfile.TemporaryDirectory(prefix="shadow-edge-train-") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
-            num_train_epochs=settings.epochs,
-            max_steps=settings.max_steps if settings.max_steps is not None else -1,
-            learning_rate=settings.lr,
-            per_device_train_batch_size=settings.batch_size,
-            gradient_accumulation_steps=settings.gradient_accumulation_steps,
-            logging_steps=settings.logging_steps,
-            save_strategy="no",
-            report_to="none",
-            remove_unused_columns=False,
-            label_names=["labels"],
-            seed=settings.seed,
-            data_seed=settings.seed,
-            ddp_find_unused_parameters=True,
-            ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=False,
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=True,
-        )
-        trainer = Trainer(model=model, args=args, train_dataset=examples,
-                          data_collator=PadCollator(tokenizer.pad_token_id))
-        # Trainer prints its logs on stdout (PrinterCallback); stdout is for results
-        trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(logs_to_stderr())
-        output = trainer.train()
-        model.eval()
-        saved = None
-        if trainer.is_world_process_zero():
-            saved = _save_atomically(model, settings.output, settings.force)
-        if args.world_size > 1:
-            torch.distributed.barrier()
+        torch.distributed.barrier()
     return TrainResult(
         model=model, output=saved, task=task, num_examples=len(examples),
-        steps=output.global_step, train_loss=output.training_loss,
-        adapter_sha256=adapter_digest(model),
+        steps=result.steps, train_loss=result.train_loss, adapter_sha256=adapter_digest(model),
     )
+
+
+def logs_to_stderr():
+    """A ``TrainerCallback`` that writes Trainer's logs (loss, learning rate, ...) as one line
+    on stderr, on the main process only (built here: transformers is imported lazily)."""
+    from transformers import TrainerCallback
+
+    from shadow_edge.training import format_logs
+
+    class LogsToStderr(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                console.note(f"step {state.global_step}: {format_logs(logs)}")
+
+    return LogsToStderr()
 
 
 def train_command(

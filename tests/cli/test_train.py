@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from shadow_edge.cli import app
-from shadow_edge.cli.train import _format_logs, adapter_digest
+from shadow_edge.cli.train import adapter_digest
+from shadow_edge.training import format_logs
 from tests.cli.conftest import assert_one_line_error, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,5 +154,5 @@ def test_torchrun_two_ranks_train_identical_weights_and_the_checkpoint_exports(
 
 
 def test_trainer_logs_are_formatted_on_one_line():
-    assert _format_logs({"loss": 2.312345, "epoch": 0.5, "step_kind": "x"}) == (
+    assert format_logs({"loss": 2.312345, "epoch": 0.5, "step_kind": "x"}) == (
         "loss 2.312, epoch 0.5, step_kind x")

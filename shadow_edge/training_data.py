@@ -1,6 +1,6 @@
-"""Training data for ``shadow-edge train``: JSONL rows -> token ids, labels and batches.
+"""Training data: JSONL-style rows -> token ids, labels and padded batches.
 
-Row shapes (one JSON object per line):
+Row shapes (one dict per example):
 
 - ``{"text": ...}``: causal LM on the whole text (loss on every token, eos appended).
 - ``{"prompt": ..., "completion": ...}``: causal LM with the loss on the completion only
@@ -11,7 +11,7 @@ Row shapes (one JSON object per line):
 - ``{"text": ..., "label": ...}``: sequence classification. Labels are strings (sorted to
   ids 0..n-1) or ints (used as ids).
 
-The checks here are torch-free so bad files fail before any model loads.
+The checks here are torch-free, so bad rows fail before any model loads.
 """
 
 from __future__ import annotations
@@ -20,22 +20,24 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .options import usage_error
+from .errors import DataError
+from .task_types import CLASSIFICATION, GENERATION
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # torch.nn.CrossEntropyLoss's default ignore_index
-GENERATION = "text-generation"
-CLASSIFICATION = "text-classification"
 
 
 def row_kind(row: dict[str, Any], number: int) -> str:
-    """``"text"``, ``"prompt_completion"`` or ``"labelled"``; ``BadParameter`` otherwise."""
+    """``"text"``, ``"prompt_completion"`` or ``"labelled"`` for row ``number`` (1-based).
+
+    Raises:
+        DataError: the row has none of the three shapes, or a field of the wrong type.
+    """
     def _fail(problem: str):
-        return usage_error(
+        return DataError(
             f"row {number}: {problem}. Rows must be {{\"text\"}}, {{\"prompt\", "
-            "\"completion\"}} or {\"text\", \"label\"}.",
-            param_hint="'DATA'",
+            "\"completion\"}} or {\"text\", \"label\"}."
         )
 
     keys = set(row)
@@ -60,22 +62,23 @@ def row_kind(row: dict[str, Any], number: int) -> str:
 def infer_task(rows: list[dict[str, Any]], task: str | None = None) -> str:
     """The task the rows fit (``text-generation`` or ``text-classification``).
 
-    Raises ``BadParameter`` for mixed labelled and unlabelled rows, or rows that do not fit
-    an explicit ``task``.
+    Raises:
+        DataError: mixed labelled and unlabelled rows, or rows that do not fit ``task``.
     """
     kinds = {row_kind(row, number) for number, row in enumerate(rows, 1)}
+    if not kinds:
+        raise DataError("the data has no rows; pass a file with at least one example.")
     if "labelled" in kinds and len(kinds) > 1:
-        raise usage_error(
-            "the file mixes labelled rows {\"text\", \"label\"} with generation rows. Use one "
-            "kind per file.", param_hint="'DATA'",
+        raise DataError(
+            "the data mixes labelled rows {\"text\", \"label\"} with generation rows. Use one "
+            "kind per file."
         )
     found = CLASSIFICATION if kinds == {"labelled"} else GENERATION
     if task is not None and task != found:
-        raise usage_error(
-            f"--task {task} does not fit the rows, which are for {found} "
+        raise DataError(
+            f"task {task} does not fit the rows, which are for {found} "
             + ("(they have labels)." if found == CLASSIFICATION else "(they have no labels).")
-            + " Drop --task or use matching rows.",
-            param_hint="'--task'",
+            + " Drop the task or use matching rows."
         )
     return found
 
@@ -96,14 +99,13 @@ class LabelMap:
 def label_map(rows: list[dict[str, Any]]) -> LabelMap:
     """Ids for the rows' labels: int labels are ids (0..max), string labels sorted to ids.
 
-    Raises ``BadParameter`` for mixed int and string labels, negative ids or fewer than 2
-    classes.
+    Raises:
+        DataError: mixed int and string labels, negative ids or fewer than 2 classes.
     """
     labels = [row["label"] for row in rows]
     if all(isinstance(label, int) for label in labels):
         if min(labels) < 0:
-            raise usage_error("int labels must be >= 0 (they are class ids).",
-                                     param_hint="'DATA'")
+            raise DataError("int labels must be >= 0 (they are class ids).")
         id2label = {i: str(i) for i in range(max(labels) + 1)}
         ids = list(labels)
     elif all(isinstance(label, str) for label in labels):
@@ -112,27 +114,43 @@ def label_map(rows: list[dict[str, Any]]) -> LabelMap:
         index = {name: i for i, name in id2label.items()}
         ids = [index[label] for label in labels]
     else:
-        raise usage_error("labels mix strings and ints. Use one type for all rows.",
-                                 param_hint="'DATA'")
+        raise DataError("labels mix strings and ints. Use one type for all rows.")
     if len(id2label) < 2:
-        raise usage_error(
+        raise DataError(
             f"all rows have the same label {labels[0]!r}; classification needs at least 2 "
-            "classes.", param_hint="'DATA'",
+            "classes."
         )
     return LabelMap(id2label, {v: k for k, v in id2label.items()}, ids)
 
 
-def render_prompt(tokenizer, prompt: str, *, chat_template: bool) -> tuple[list[int], bool]:
-    """Prompt token ids (and whether the template added the special tokens itself)."""
+def render_prompt(tokenizer, prompt: str | list[dict], *, chat_template: bool) -> list[int]:
+    """Prompt token ids. With ``chat_template`` the prompt (a string = one user turn, or a
+    list of chat messages) is rendered with the tokenizer's template and its generation
+    prompt; otherwise it is tokenized with the tokenizer's special tokens."""
     if chat_template:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
         ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True,
-            return_dict=False,
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False,
         )
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
-        return list(ids), True
-    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"]), False
+        return list(ids)
+    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+
+def causal_lm_example(prompt_ids: list[int], completion_ids: list[int], eos_token_id: int | None,
+                      max_length: int) -> dict[str, list[int]] | None:
+    """``{"input_ids", "labels"}`` for prompt + completion (+ eos unless it ends with it),
+    labels -100 on the prompt, cut to ``max_length``; None when the cut leaves no target
+    (it would give a loss of NaN)."""
+    completion = list(completion_ids)
+    if eos_token_id is not None and (not completion or completion[-1] != eos_token_id):
+        completion.append(eos_token_id)
+    ids = (list(prompt_ids) + completion)[:max_length]
+    target = ([IGNORE_INDEX] * len(prompt_ids) + completion)[:max_length]
+    if all(t == IGNORE_INDEX for t in target[1:]):  # position 0 is never predicted
+        return None
+    return {"input_ids": ids, "labels": target}
 
 
 def encode_rows(
@@ -144,12 +162,14 @@ def encode_rows(
     chat_template: bool = False,
     labels: LabelMap | None = None,
 ) -> list[dict[str, list[int] | int]]:
-    """Token ids (and labels) per row, truncated to ``max_length``.
+    """Token ids (and labels) per row, truncated to ``max_length`` tokens.
 
     Causal-LM rows whose supervised tokens are all cut by the truncation are dropped (with a
-    warning): they would give a loss of NaN.
+    warning). Classification rows get their class id from ``labels``.
+
+    Raises:
+        DataError: no row fits ``max_length``.
     """
-    eos = tokenizer.eos_token_id
     examples: list[dict[str, Any]] = []
     dropped = 0
     for number, row in enumerate(rows):
@@ -158,26 +178,23 @@ def encode_rows(
             examples.append({"input_ids": list(ids), "labels": labels.ids[number]})
             continue
         if "completion" in row:
-            prompt_ids, _ = render_prompt(tokenizer, row["prompt"], chat_template=chat_template)
-            completion = list(tokenizer(row["completion"], add_special_tokens=False)["input_ids"])
+            prompt_ids = render_prompt(tokenizer, row["prompt"], chat_template=chat_template)
+            completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
         else:
-            prompt_ids, completion = [], list(
-                tokenizer(row["text"], add_special_tokens=True)["input_ids"])
-        if eos is not None and (not completion or completion[-1] != eos):
-            completion.append(eos)
-        ids = (prompt_ids + completion)[:max_length]
-        target = ([IGNORE_INDEX] * len(prompt_ids) + completion)[:max_length]
-        if all(t == IGNORE_INDEX for t in target[1:]):  # position 0 is never predicted
+            prompt_ids = []
+            completion = tokenizer(row["text"], add_special_tokens=True)["input_ids"]
+        example = causal_lm_example(prompt_ids, completion, tokenizer.eos_token_id, max_length)
+        if example is None:
             dropped += 1
             continue
-        examples.append({"input_ids": ids, "labels": target})
+        examples.append(example)
     if dropped:
-        logger.warning("dropped %d rows whose completion does not fit --max-length %d",
+        logger.warning("dropped %d rows whose completion does not fit max_length %d",
                        dropped, max_length)
     if not examples:
-        raise usage_error(
-            f"no row fits --max-length {max_length}. Raise --max-length or shorten the prompts.",
-            param_hint="'--max-length'",
+        raise DataError(
+            f"no row fits max_length {max_length}. Raise it (--max-length) or shorten the "
+            "prompts."
         )
     return examples
 
@@ -187,11 +204,15 @@ class PadCollator:
 
     Causal-LM labels are padded with -100; classification labels become a 1-D tensor.
     Returns int64 tensors: input_ids/attention_mask/labels [batch, max_len] (labels [batch]
-    for classification).
+    for classification). With ``supervised_logits_only`` (causal LM), the batch also holds
+    ``logits_to_keep``: the sorted positions whose next token is a target in some row
+    (int64 [n]); the task wrappers then compute logits and the loss only there, which
+    skips the vocabulary-sized head on prompt positions (same loss, less work).
     """
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, *, supervised_logits_only: bool = False):
         self.pad_token_id = pad_token_id
+        self.supervised_logits_only = supervised_logits_only
 
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -206,9 +227,24 @@ class PadCollator:
         out = {"input_ids": ids, "attention_mask": mask}
         if isinstance(batch[0]["labels"], int):
             out["labels"] = torch.tensor([ex["labels"] for ex in batch], dtype=torch.long)
-        else:
-            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-            for i, ex in enumerate(batch):
-                labels[i, : len(ex["labels"])] = torch.tensor(ex["labels"], dtype=torch.long)
-            out["labels"] = labels
+            return out
+        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+        for i, ex in enumerate(batch):
+            labels[i, : len(ex["labels"])] = torch.tensor(ex["labels"], dtype=torch.long)
+        out["labels"] = labels
+        if self.supervised_logits_only:
+            out["logits_to_keep"] = supervised_positions(labels)
         return out
+
+
+def supervised_positions(labels):
+    """Positions ``p`` whose next label ``labels[:, p + 1]`` is a target in some row.
+
+    Args:
+        labels: int64 ``[batch, seq]`` with -100 for ignored positions.
+
+    Returns:
+        int64 ``[n]``, sorted (``n`` may be 0 when nothing is supervised).
+    """
+    supervised = (labels[:, 1:] != IGNORE_INDEX).any(dim=0)
+    return supervised.nonzero().flatten()

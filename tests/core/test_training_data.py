@@ -1,20 +1,20 @@
-"""JSONL rows -> task, labels, token ids and batches for ``shadow-edge train``."""
+"""Training rows -> task, labels, token ids and batches (``shadow_edge.training_data``)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import typer
 
-from shadow_edge.cli.train_data import (
-    CLASSIFICATION,
-    GENERATION,
+from shadow_edge.errors import DataError
+from shadow_edge.task_types import CLASSIFICATION, GENERATION
+from shadow_edge.training_data import (
     IGNORE_INDEX,
     PadCollator,
     encode_rows,
     infer_task,
     label_map,
     row_kind,
+    supervised_positions,
 )
 from tests.cli.conftest import tiny_tokenizer
 
@@ -44,18 +44,18 @@ def test_row_kinds(row, kind):
     ],
 )
 def test_bad_rows_name_the_row_and_the_accepted_shapes(row, problem):
-    with pytest.raises(typer.BadParameter) as info:
+    with pytest.raises(DataError) as info:
         row_kind(row, 7)
-    message = info.value.format_message()
+    message = str(info.value)
     assert "row 7" in message and problem in message and '{"text", "label"}' in message
 
 
 def test_infer_task_from_rows_and_reject_mixtures():
     assert infer_task([{"text": "a"}, {"prompt": "p", "completion": "c"}]) == GENERATION
     assert infer_task([{"text": "a", "label": "x"}]) == CLASSIFICATION
-    with pytest.raises(typer.BadParameter, match="mixes labelled rows"):
+    with pytest.raises(DataError, match="mixes labelled rows"):
         infer_task([{"text": "a", "label": "x"}, {"text": "b"}])
-    with pytest.raises(typer.BadParameter, match="does not fit the rows"):
+    with pytest.raises(DataError, match="does not fit the rows"):
         infer_task([{"text": "a"}], task=CLASSIFICATION)
 
 
@@ -66,9 +66,9 @@ def test_label_map_sorts_string_labels_and_keeps_int_ids():
     ints = label_map([{"label": 2}, {"label": 0}])
     assert ints.id2label == {0: "0", 1: "1", 2: "2"} and ints.ids == [2, 0]
     assert ints.num_labels == 3
-    with pytest.raises(typer.BadParameter, match="at least 2 classes"):
+    with pytest.raises(DataError, match="at least 2 classes"):
         label_map([{"label": "on"}, {"label": "on"}])
-    with pytest.raises(typer.BadParameter, match="mix strings and ints"):
+    with pytest.raises(DataError, match="mix strings and ints"):
         label_map([{"label": "on"}, {"label": 1}])
 
 
@@ -93,7 +93,7 @@ def test_rows_cut_before_their_completion_are_dropped():
     rows = [{"prompt": "x" * 20, "completion": "y"}, {"text": "short"}]
     examples = encode_rows(rows, tok, task=GENERATION, max_length=10)
     assert len(examples) == 1 and len(examples[0]["input_ids"]) == 6  # "short" + eos
-    with pytest.raises(typer.BadParameter, match="no row fits --max-length 10"):
+    with pytest.raises(DataError, match="no row fits max_length 10"):
         encode_rows(rows[:1], tok, task=GENERATION, max_length=10)
 
 
@@ -108,3 +108,13 @@ def test_collator_right_pads_ids_mask_and_labels():
     cls = PadCollator(pad_token_id=0)([{"input_ids": [5], "labels": 2},
                                        {"input_ids": [5, 6], "labels": 0}])
     assert cls["labels"].dtype == torch.long and cls["labels"].tolist() == [2, 0]
+
+
+def test_collator_keeps_logits_only_where_a_row_has_a_next_token_target():
+    batch = PadCollator(pad_token_id=0, supervised_logits_only=True)([
+        {"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]},
+        {"input_ids": [5, 6], "labels": [-100, 6]},
+    ])
+    # position p predicts p + 1: row 0 needs 1 and 2, row 1 needs 0
+    assert batch["logits_to_keep"].tolist() == [0, 1, 2]
+    assert supervised_positions(torch.full((2, 3), -100)).tolist() == []
