@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.grammar import count_token_ids
 from runtime.session import check_onnxruntime_version
 from shadow_edge.errors import ConfigError
 
@@ -117,6 +118,19 @@ def _verify(path: Path, detached: Detached, precision: str, *,
     )
 
 
+def _tokenizer_ids(folder: Path) -> int | None:
+    """1 + the largest id in the copied tokenizer.json (constrained decoding needs every id
+    to have a logit), or None without a readable one."""
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        return None
+    try:
+        return count_token_ids(path)
+    except ValueError as error:
+        logger.warning("%s; the manifest records no tokenizer_vocab_size", error)
+        return None
+
+
 def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision: str,
               ort_file: str | None, folder: Path, parity: ParityReport | None,
               no_verify_reason: str | None) -> dict:
@@ -146,7 +160,8 @@ def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision
         },
         "tokens": {"eos_token_id": detached.tokens.eos_token_id,
                    "pad_token_id": detached.tokens.pad_token_id,
-                   "bos_token_id": detached.tokens.bos_token_id},
+                   "bos_token_id": detached.tokens.bos_token_id,
+                   "tokenizer_vocab_size": _tokenizer_ids(folder)},
         "source": {"checkpoint": detached.checkpoint,
                    "checkpoint_sha256": package.checkpoint_sha256(detached.checkpoint),
                    "base": detached.base, "kind": detached.kind},

@@ -1,7 +1,8 @@
 """shadow-edge runtime: run exported shadow models with onnxruntime (no torch).
 
-Imports only onnxruntime, numpy, tokenizers, jinja2 and the standard library. Public names
-load lazily (PEP 562), so ``from runtime.manifest import read_manifest`` stays cheap.
+Imports only onnxruntime, numpy, tokenizers, jinja2 and the standard library (and the
+optional llguidance, on the first ``grammar=`` call). Public names load lazily (PEP 562),
+so ``from runtime.manifest import read_manifest`` stays cheap.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ _LAZY = {
     "GenerationResult": "generation",
     "Classification": "classification",
     "SamplingSettings": "sampling",
+    "Grammar": "grammar",
     "Tokenizer": "tokenizer",
     "available_providers": "session",
     "Manifest": "manifest",
@@ -29,14 +31,19 @@ _LAZY = {
     "ProviderUnavailableError": "errors",
     "PromptTooLongError": "errors",
     "OnnxRuntimeVersionError": "errors",
+    "GrammarError": "errors",
+    "MissingDependencyError": "errors",
 }
 
 __all__ = [
     "Classification",
     "GenerationResult",
+    "Grammar",
+    "GrammarError",
     "InvalidSettingError",
     "Manifest",
     "ManifestVersionError",
+    "MissingDependencyError",
     "ModelFolderError",
     "OnnxRuntimeVersionError",
     "PromptTooLongError",

@@ -23,6 +23,7 @@ import numpy as np
 
 from .chat import render_chat
 from .classification import Classification, ClassifierRunner
+from .constraint import GrammarCompiler
 from .errors import InvalidSettingError, ModelFolderError, PromptTooLongError
 from .generation import (
     GenerationResult,
@@ -33,6 +34,7 @@ from .generation import (
     run_to_end,
     stream_generate,
 )
+from .grammar import Grammar, as_grammar, constrained_decoding_status
 from .kv_cache import CausalLMRunner
 from .manifest import Manifest, check_files, read_manifest
 from .sampling import SamplingSettings
@@ -43,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 Messages = Sequence[Mapping[str, Any]]
 Prompt = str | Messages | Sequence[int]
+GrammarLike = Grammar | Mapping[str, Any] | Sequence[str]
 
 
 class _ShadowModel:
@@ -96,6 +99,8 @@ class ShadowGenerator(_ShadowModel):
         super().__init__(folder, manifest, session, tokenizer)
         self.runner = CausalLMRunner(session, manifest)
         self.context = manifest.model.max_position_embeddings
+        # llguidance's tokenizer is built on the first grammar= call, then reused
+        self.grammars = GrammarCompiler(tokenizer, self.runner.vocab_size, self.eos_token_ids)
 
     def classify(self, *args, **kwargs):
         """Not available on a generator: raises InvalidSettingError naming generate()."""
@@ -160,10 +165,12 @@ class ShadowGenerator(_ShadowModel):
 
     # ---- generation --------------------------------------------------------------------
 
-    def _prepare(self, prompt, max_new_tokens, truncate, stop, eos_token_id, sampling_kwargs):
+    def _prepare(self, prompt, max_new_tokens, truncate, stop, eos_token_id, grammar,
+                 sampling_kwargs):
         max_new_tokens = check_max_new_tokens(max_new_tokens)
         sampling = SamplingSettings(**sampling_kwargs)
         stop = check_stop(stop)
+        grammar = as_grammar(grammar)
         prompts, is_batch = self._split_batch(prompt)
         rows = [
             fit_prompt(self.encode_prompt(p), self.context, max_new_tokens, truncate)
@@ -177,6 +184,8 @@ class ShadowGenerator(_ShadowModel):
             "max_new_tokens": max_new_tokens, "sampling": sampling, "eos_ids": eos,
             "pad_id": self.pad_token_id, "context": self.context, "stop": stop,
         }
+        if grammar is not None:
+            kwargs["constraint"] = self.grammars.compile(grammar).constraint(len(rows), eos)
         return rows, is_batch, kwargs
 
     def generate(
@@ -193,6 +202,7 @@ class ShadowGenerator(_ShadowModel):
         stop: str | Sequence[str] | None = None,
         eos_token_id: int | Sequence[int] | None = None,
         truncate: bool = False,
+        grammar: GrammarLike | None = None,
     ) -> GenerationResult | list[GenerationResult]:
         """Generate a continuation.
 
@@ -216,15 +226,27 @@ class ShadowGenerator(_ShadowModel):
                 prompt's last ``context - max_new_tokens`` tokens (at least one). Without it,
                 a prompt of >= context tokens raises PromptTooLongError and a shorter one
                 generates until the context is full (finish_reason "length").
+            grammar: constrain the output (needs ``pip install 'shadow-edge[grammar]'``): a
+                :class:`~runtime.grammar.Grammar` (Lark, regex, JSON schema or choices), a
+                dict (a JSON schema) or a list of strings (choices). Each row has its own
+                matcher; the mask applies before the sampling settings; eos is allowed only
+                where the grammar accepts; stop strings and max_new_tokens still apply.
+                finish_reason "grammar" means the text is a complete match, "length" that it
+                was cut off (a prefix of a match: raise max_new_tokens), "stop" that a stop
+                string cut it. A row whose grammar allows nothing more ends without an eos
+                token. See :mod:`runtime.constraint`.
 
         Returns:
             A :class:`GenerationResult` for a single prompt, a list for a batch.
 
         Raises:
             InvalidSettingError (bad settings or prompt), PromptTooLongError.
+            GrammarError: the grammar does not compile, this export cannot use grammars,
+                or the grammar reached a point no token can continue.
+            MissingDependencyError: ``grammar=`` without llguidance installed.
         """
         rows, is_batch, kwargs = self._prepare(
-            prompt, max_new_tokens, truncate, stop, eos_token_id,
+            prompt, max_new_tokens, truncate, stop, eos_token_id, grammar,
             {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
                  "repetition_penalty": repetition_penalty, "seed": seed},
         )
@@ -245,14 +267,16 @@ class ShadowGenerator(_ShadowModel):
         stop: str | Sequence[str] | None = None,
         eos_token_id: int | Sequence[int] | None = None,
         truncate: bool = False,
+        grammar: GrammarLike | None = None,
     ) -> Iterator[str]:
         """Like :meth:`generate` for one prompt, but yield text pieces as they are ready.
 
-        The pieces joined equal ``generate(...).text`` with the same settings; a piece never
-        ends inside a multi-byte character. Settings are checked before the first piece.
+        The pieces joined equal ``generate(...).text`` with the same settings (``grammar``
+        too); a piece never ends inside a multi-byte character. Settings (and the grammar)
+        are checked before the first piece.
         """
         rows, is_batch, kwargs = self._prepare(
-            prompt, max_new_tokens, truncate, stop, eos_token_id,
+            prompt, max_new_tokens, truncate, stop, eos_token_id, grammar,
             {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
                  "repetition_penalty": repetition_penalty, "seed": seed},
         )
@@ -371,8 +395,9 @@ def info(folder: str | os.PathLike) -> dict:
     """Describe an export folder without loading the model (fast; reads the manifest only).
 
     Returns a JSON-ready dict: task, precision, opset, architecture and sizes, labels,
-    special token ids, files with sizes, the parity verdict, tool versions, and the
-    execution providers this onnxruntime offers.
+    special token ids, files with sizes, the parity verdict, whether constrained decoding
+    (``grammar=``) is available (:func:`runtime.grammar.constrained_decoding_status`), tool
+    versions, and the execution providers this onnxruntime offers.
 
     Raises:
         ModelFolderError / ManifestVersionError: as :func:`runtime.manifest.read_manifest`.
@@ -399,6 +424,7 @@ def info(folder: str | os.PathLike) -> dict:
         "files": present,
         "verified": manifest.verified,
         "parity_passed": (manifest.parity or {}).get("passed"),
+        "constrained_decoding": constrained_decoding_status(manifest, folder),
         "tool_versions": data["tool_versions"],
         "available_providers": available_providers(),
     }

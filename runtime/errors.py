@@ -39,3 +39,12 @@ class ProviderUnavailableError(InvalidSettingError):
 
 class PromptTooLongError(InvalidSettingError):
     """A prompt (plus ``max_new_tokens``) does not fit the model's context window."""
+
+
+class GrammarError(InvalidSettingError):
+    """A grammar (``grammar=``) cannot be compiled, cannot be used with this export, or
+    reached a point where no token can continue it."""
+
+
+class MissingDependencyError(ShadowRuntimeError, ImportError):
+    """An optional package is not installed; the message names the extra that installs it."""

@@ -9,6 +9,10 @@ are ignored) until every row is done.
 Stop strings end generation when the generated text contains one; the returned text stops
 *before* the stop string (as in the OpenAI API), while ``token_ids`` keep every generated
 id. Streaming holds back text that could still become a stop string.
+
+With a grammar, a :class:`~runtime.constraint.GrammarConstraint` is called at two marked
+points of the loop: it masks the logits before the sampling processors, and it is fed the
+chosen tokens; a row also ends when its grammar is complete (finish_reason "grammar").
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .constraint import GrammarConstraint
 from .errors import InvalidSettingError, PromptTooLongError
 from .kv_cache import CausalLMRunner
 from .sampling import Sampler, SamplingSettings
@@ -35,8 +40,11 @@ class GenerationResult:
         text: the generated text (special tokens skipped, cut before a stop string).
         token_ids: generated ids, including a final eos id when one ended the row.
         prompt_token_count: prompt length after any truncation.
-        finish_reason: "eos", "stop" (a stop string), or "length" (max_new_tokens or
-            the context end).
+        finish_reason: "eos", "stop" (a stop string), "length" (max_new_tokens or the
+            context end), or, with a grammar, "grammar": the text is a complete match (the
+            model ended it with eos where the grammar accepts, or the grammar allows nothing
+            more). With a grammar, "length" means the text was cut off and is only a prefix
+            of a match (as vLLM and OpenAI report truncated structured output).
     """
 
     text: str
@@ -201,10 +209,11 @@ def generate_tokens(
     eos_ids: Sequence[int],
     pad_id: int,
     context: int | None,
+    constraint: GrammarConstraint | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the next token of every row, step by step (int64 [B]); the caller stops early
-    by closing the iterator. Stops by itself when every row hit eos, after
-    ``max_new_tokens`` steps, or at the end of the context."""
+    by closing the iterator. Stops by itself when every row hit eos (or completed its
+    grammar), after ``max_new_tokens`` steps, or at the end of the context."""
     batch = len(rows)
     input_ids, mask = left_pad(rows, pad_id)
     positions = positions_from_mask(mask)
@@ -216,16 +225,24 @@ def generate_tokens(
             seen[i, [t for t in row if 0 <= t < runner.vocab_size]] = True
     eos = np.array(sorted(set(eos_ids)), dtype=np.int64)
     done = np.zeros(batch, dtype=bool)
+    if constraint is not None:  # grammar: a row may be complete before its first token
+        done |= constraint.complete
     steps = max_new_tokens
     if context is not None:
         steps = min(steps, context - int(mask.sum(-1).max()))
     cache = runner.empty_cache(batch)
     logits, cache = runner.step(input_ids, mask, positions, cache)
     for step in range(steps):
+        if constraint is not None:  # grammar: mask first, then the sampling processors
+            logits = constraint.mask(logits)
         tokens = sampler(logits, seen)
         tokens = np.where(done, pad_id, tokens)
+        ended = done | np.isin(tokens, eos)
+        if constraint is not None:  # grammar: feed the tokens; complete rows end here
+            constraint.advance(tokens, ended)
+            ended |= constraint.complete
         yield tokens
-        done |= np.isin(tokens, eos)
+        done = ended
         if done.all() or step == steps - 1:
             return
         if seen is not None:
@@ -246,21 +263,27 @@ def stream_generate(
     pad_id: int,
     context: int | None,
     stop: tuple[str, ...] = (),
+    constraint: GrammarConstraint | None = None,
 ) -> Generator[tuple[int, str], None, list[GenerationResult]]:
     """Generate for a batch of token-id prompts (already fitted to the context).
 
     Yields ``(row, text_piece)`` as text becomes final; returns (``StopIteration.value``,
     or ``results = yield from ...``) one :class:`GenerationResult` per row. Joined pieces of
-    a row equal its ``result.text``.
+    a row equal its ``result.text``. ``constraint`` (one row per prompt) limits each row to
+    its grammar.
     """
     matchers = [_StopMatcher(tokenizer.stream_decoder(), stop) for _ in prompts]
     ids: list[list[int]] = [[] for _ in prompts]
     reasons = ["length"] * len(prompts)
     active = [True] * len(prompts)
+    if constraint is not None:  # grammar: rows complete before their first token
+        for row in np.flatnonzero(constraint.complete).tolist():
+            active[row], reasons[row] = False, "grammar"
     eos_set = {int(e) for e in eos_ids}
+    eos_reason = "eos" if constraint is None else "grammar"  # eos only where the grammar accepts
     steps = generate_tokens(
         runner, prompts, max_new_tokens=max_new_tokens, sampling=sampling, eos_ids=eos_ids,
-        pad_id=pad_id, context=context,
+        pad_id=pad_id, context=context, constraint=constraint,
     )
     try:
         for tokens in steps:
@@ -269,13 +292,15 @@ def stream_generate(
                     continue
                 ids[row].append(token)
                 if token in eos_set:
-                    active[row], reasons[row] = False, "eos"
+                    active[row], reasons[row] = False, eos_reason
                     continue
                 piece = matchers[row].push(token)
                 if piece:
                     yield row, piece
                 if matchers[row].stopped:
                     active[row], reasons[row] = False, "stop"
+                elif constraint is not None and constraint.complete[row]:
+                    active[row], reasons[row] = False, "grammar"
             if not any(active):
                 break
     finally:

@@ -156,11 +156,17 @@ class ModelInfo:
 
 @dataclass
 class TokenInfo:
-    """Special token ids. ``eos_token_id`` is always a list (HF allows an int or a list)."""
+    """Special token ids. ``eos_token_id`` is always a list (HF allows an int or a list).
+
+    ``tokenizer_vocab_size`` is 1 + the largest token id in ``tokenizer.json`` (None when
+    unknown, e.g. exports from before it was recorded); constrained decoding needs it to be
+    at most ``model.vocab_size`` (:func:`runtime.grammar.constrained_decoding_status`).
+    """
 
     eos_token_id: list[int] = field(default_factory=list)
     pad_token_id: int | None = None
     bos_token_id: int | None = None
+    tokenizer_vocab_size: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict, path: str = "tokens") -> TokenInfo:
@@ -179,6 +185,10 @@ class TokenInfo:
             bos_token_id=_check_int(
                 data.get("bos_token_id"), f"{path}.bos_token_id", optional=True, minimum=0
             ),
+            tokenizer_vocab_size=_check_int(
+                data.get("tokenizer_vocab_size"), f"{path}.tokenizer_vocab_size", optional=True,
+                minimum=1,
+            ),
         )
 
     def to_dict(self) -> dict:
@@ -186,6 +196,7 @@ class TokenInfo:
             "eos_token_id": list(self.eos_token_id),
             "pad_token_id": self.pad_token_id,
             "bos_token_id": self.bos_token_id,
+            "tokenizer_vocab_size": self.tokenizer_vocab_size,
         }
 
 

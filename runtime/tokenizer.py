@@ -132,6 +132,12 @@ class Tokenizer:
         """Number of ids, added (special) tokens included."""
         return self.backend.get_vocab_size(with_added_tokens=True)
 
+    @property
+    def num_ids(self) -> int:
+        """1 + the largest token id (added tokens included): the logits a model needs so
+        that every token has one (differs from :attr:`vocab_size` when ids have gaps)."""
+        return 1 + max(self.backend.get_vocab(with_added_tokens=True).values(), default=-1)
+
     # ---- encode / decode --------------------------------------------------------------------
 
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:

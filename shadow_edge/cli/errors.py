@@ -33,6 +33,7 @@ _EXTRA_FOR_MODULE = {
     "hassil": "demo",
     "home_assistant_intents": "demo",
     "gguf": "demo",
+    "llguidance": "grammar",
 }
 
 # Every exception type ``format_error`` knows; the CLI boundary catches exactly these.

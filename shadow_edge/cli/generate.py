@@ -3,21 +3,29 @@
 Torch-free: only ``runtime`` is imported, inside the commands. By default the prompt goes
 through the model's chat template as one user turn (with ``--system`` before it) when the
 tokenizer has one, as for an instruct model; ``--no-chat-template`` feeds the raw text.
+``--grammar``/``--regex``/``--json-schema``/``--choice`` constrain the output (llguidance,
+the ``grammar`` extra).
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from .loading import load_for_task
 from .options import (
+    ChoiceOpt,
+    GrammarFileOpt,
+    JsonSchemaOpt,
     MaxNewTokensOpt,
     ModelDirArg,
     OrtFormatOpt,
     ProviderOpt,
+    RegexOpt,
     RepetitionPenaltyOpt,
     SeedOpt,
     SystemOpt,
@@ -108,6 +116,38 @@ def sampling_settings(*, max_new_tokens: int, temperature: float, top_k: int, to
     }
 
 
+def grammar_from_options(grammar_file: Path | None, regex: str | None,
+                         json_schema: Path | None, choice: list[str] | None):
+    """The ``runtime.Grammar`` the constraint options ask for, or None without any.
+
+    Raises:
+        typer.BadParameter: more than one kind given, or a JSON schema file that is not JSON.
+        OSError: a file cannot be read (the CLI prints it as one line).
+    """
+    from runtime.grammar import Grammar
+
+    given = {name: value for name, value in (("--grammar", grammar_file), ("--regex", regex),
+                                             ("--json-schema", json_schema),
+                                             ("--choice", choice or None)) if value is not None}
+    if len(given) > 1:
+        raise usage_error(f"{' and '.join(given)} cannot be combined; pass one constraint "
+                          "(--choice may be repeated).", param_hint=f"'{next(iter(given))}'")
+    if grammar_file is not None:
+        return Grammar(lark=grammar_file.read_text(encoding="utf-8"))
+    if regex is not None:
+        return Grammar(regex=regex)
+    if json_schema is not None:
+        try:
+            schema = json.loads(json_schema.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise usage_error(f"'{json_schema}' is not valid JSON ({exc}). Pass a JSON schema "
+                              "file.", param_hint="'--json-schema'") from None
+        return Grammar(json_schema=schema)
+    if choice:
+        return Grammar(choice=choice)
+    return None
+
+
 def generate_command(
     model_dir: ModelDirArg,
     prompt: Annotated[str, typer.Argument(metavar="PROMPT", help="The prompt text.",
@@ -123,6 +163,10 @@ def generate_command(
     chat_template: ChatTemplateOpt = None,
     stop: StopOpt = None,
     truncate: TruncateOpt = False,
+    grammar_file: GrammarFileOpt = None,
+    regex: RegexOpt = None,
+    json_schema: JsonSchemaOpt = None,
+    choice: ChoiceOpt = None,
     provider: ProviderOpt = None,
     threads: ThreadsOpt = None,
     ort: OrtFormatOpt = False,
@@ -133,12 +177,14 @@ def generate_command(
     Example: shadow-edge generate out "Turn on the kitchen light" --stream
     """
     _check_prompt(prompt)
+    grammar = grammar_from_options(grammar_file, regex, json_schema, choice)
     model = load_for_task(model_dir, "text-generation", provider, threads, ort)
     settings = sampling_settings(max_new_tokens=max_new_tokens, temperature=temperature,
                                  top_k=top_k, top_p=top_p,
                                  repetition_penalty=repetition_penalty, seed=seed)
     settings["stop"] = stop or None
     settings["truncate"] = truncate
+    settings["grammar"] = grammar
     request: Any = (_messages(prompt, system) if _use_template(model, chat_template, system)
                     else prompt)
     if stream:
@@ -147,7 +193,11 @@ def generate_command(
             sys.stdout.flush()
         sys.stdout.write("\n")
     else:
-        typer.echo(model.generate(request, **settings).text)
+        result = model.generate(request, **settings)
+        typer.echo(result.text)
+        if grammar is not None and result.finish_reason == "length":
+            typer.echo(f"note: the output was cut at --max-new-tokens {max_new_tokens} (or the "
+                       "context end) before the grammar was complete.", err=True)
 
 
 def chat_command(
@@ -160,6 +210,10 @@ def chat_command(
     repetition_penalty: RepetitionPenaltyOpt = 1.0,
     seed: SeedOpt = None,
     truncate: TruncateOpt = False,
+    grammar_file: GrammarFileOpt = None,
+    regex: RegexOpt = None,
+    json_schema: JsonSchemaOpt = None,
+    choice: ChoiceOpt = None,
     provider: ProviderOpt = None,
     threads: ThreadsOpt = None,
     ort: OrtFormatOpt = False,
@@ -171,6 +225,7 @@ def chat_command(
     """
     from runtime.errors import PromptTooLongError
 
+    grammar = grammar_from_options(grammar_file, regex, json_schema, choice)
     model = load_for_task(model_dir, "text-generation", provider, threads, ort)
     if model.tokenizer.chat_template is None:
         raise usage_error(
@@ -182,6 +237,9 @@ def chat_command(
                                  top_k=top_k, top_p=top_p,
                                  repetition_penalty=repetition_penalty, seed=seed)
     settings["truncate"] = truncate
+    settings["grammar"] = grammar  # every reply follows it
+    if grammar is not None:  # a bad grammar fails now, not at the first message
+        model.grammars.compile(grammar)
     interactive = sys.stdin.isatty()
     history: list[dict[str, str]] = []
     if interactive:

@@ -32,12 +32,14 @@ def _file_rows(folder: Path, manifest) -> list[dict[str, Any]]:
 
 
 def describe(folder: Path, *, check: bool = False) -> dict[str, Any]:
-    """The data ``info`` prints: manifest, per-file sizes, total size and the providers.
+    """The data ``info`` prints: manifest, per-file sizes, total size, the providers and
+    whether constrained decoding (``--grammar`` etc.) is available.
 
     Raises:
         runtime.errors.ModelFolderError: missing or invalid manifest; with ``check``, a file
             that is missing or whose size or SHA-256 differs from the manifest.
     """
+    from runtime.grammar import constrained_decoding_status
     from runtime.manifest import check_files, read_manifest
     from runtime.session import available_providers
 
@@ -51,6 +53,7 @@ def describe(folder: Path, *, check: bool = False) -> dict[str, Any]:
         "files": files,
         "total_bytes": sum(f["bytes"] or 0 for f in files),
         "available_providers": available_providers(),
+        "constrained_decoding": constrained_decoding_status(manifest, folder),
         "checked": check,
     }
 
@@ -89,6 +92,7 @@ def _print_tables(data: dict[str, Any]) -> None:
         verified += f", parity {'passed' if parity.get('passed') else 'FAILED'}"
     console.add_row(summary, "verified", verified)
     console.add_row(summary, "total size", console.human_bytes(data["total_bytes"]))
+    console.add_row(summary, "constrained decoding", grammar_summary(data["constrained_decoding"]))
     console.add_row(summary, "providers here", ", ".join(data["available_providers"]))
     out.print(summary)
 
@@ -113,6 +117,17 @@ def _print_tables(data: dict[str, Any]) -> None:
             console.add_row(io, "input" if kind == "inputs" else "output", spec["name"],
                             spec["dtype"], shape)
     out.print(io)
+
+
+def grammar_summary(status: dict[str, Any]) -> str:
+    """One line for ``runtime.grammar.constrained_decoding_status``."""
+    from runtime.grammar import INSTALL_HINT
+
+    if not status["available"]:
+        return f"no: {status['reason']}"
+    if not status["llguidance_installed"]:
+        return f"yes, after {INSTALL_HINT} ({status['reason']})"
+    return f"yes ({status['reason']})"
 
 
 def _abbreviate_kv(specs: list[dict]) -> list[dict]:

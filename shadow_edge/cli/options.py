@@ -175,6 +175,33 @@ SystemOpt = Annotated[
     ),
 ]
 
+# --- constrained decoding (generate, chat; needs shadow-edge[grammar]) -----------------------
+
+GrammarFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--grammar", metavar="FILE.lark", callback=_existing_path, show_default=False,
+        help="Constrain the output to a Lark grammar (llguidance's dialect) read from FILE. "
+        "Needs pip install 'shadow-edge[grammar]', as do --regex, --json-schema and --choice.",
+    ),
+]
+RegexOpt = Annotated[
+    str | None,
+    typer.Option("--regex", metavar="PATTERN", show_default=False,
+                 help="Constrain the output to match this regular expression."),
+]
+JsonSchemaOpt = Annotated[
+    Path | None,
+    typer.Option("--json-schema", metavar="FILE.json", callback=_existing_path,
+                 show_default=False,
+                 help="Constrain the output to JSON valid under the JSON schema in FILE."),
+]
+ChoiceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--choice", metavar="TEXT", show_default=False,
+                 help="Constrain the output to exactly one of these texts (repeatable)."),
+]
+
 
 def usage_error(message: str, param_hint: str | None = None) -> typer.BadParameter:
     """A ``BadParameter`` (exit 2) bound to the running command, so the one-line error can

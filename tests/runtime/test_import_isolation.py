@@ -1,4 +1,5 @@
-"""`runtime` works where torch, transformers, shadow_edge and exporters cannot be imported."""
+"""`runtime` works where torch, transformers, shadow_edge and exporters cannot be imported,
+and without the optional llguidance (imported only when a grammar is used)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import runtime
+
 # one xdist worker builds the session-scoped exports once (`make test` runs -n 2 --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("runtime")
 
@@ -19,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = r'''
 import importlib, importlib.abc, json, pkgutil, sys
 
-BLOCKED = ("torch", "transformers", "shadow_edge", "exporters")
+BLOCKED = ("torch", "transformers", "shadow_edge", "exporters") + tuple(sys.argv[3:])
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
@@ -35,24 +38,36 @@ for name in modules:
 gen = runtime.load(sys.argv[1], threads=1)
 cls = runtime.load(sys.argv[2], threads=1)
 result = gen.generate("héllo", max_new_tokens=8, eos_token_id=[])
+try:
+    grammar = runtime.Grammar(regex="[a-z]{2,4}")
+    constrained = gen.generate("héllo", max_new_tokens=8, grammar=grammar)
+    grammar_out = {"text": constrained.text, "reason": constrained.finish_reason,
+                   "streamed": "".join(gen.stream("héllo", max_new_tokens=8, grammar=grammar))}
+except runtime.MissingDependencyError as error:
+    grammar_out = {"error": str(error), "is_import_error": isinstance(error, ImportError)}
 print(json.dumps({
     "modules": modules,
     "ids": result.token_ids,
     "streamed": "".join(gen.stream("héllo", max_new_tokens=8, eos_token_id=[])) == result.text,
     "label": cls.classify("turn on the light").label,
     "loaded": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED),
+    "grammar": grammar_out,
 }))
 '''
 
 
-def test_runtime_imports_and_runs_with_heavy_packages_blocked(exports, generator):
+def _run_isolated(exports, *extra_blocked: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(exports["fp32"]), str(exports["cls"])],
+        [sys.executable, "-c", SCRIPT, str(exports["fp32"]), str(exports["cls"]), *extra_blocked],
         capture_output=True, text=True, env=env, cwd=str(REPO), timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_runtime_imports_and_runs_with_heavy_packages_blocked(exports, generator):
+    out = _run_isolated(exports)
     expected_modules = sorted(
         f"runtime.{p.stem}" for p in (REPO / "runtime").glob("*.py") if p.stem != "__init__"
     )
@@ -61,16 +76,38 @@ def test_runtime_imports_and_runs_with_heavy_packages_blocked(exports, generator
     assert out["ids"] == generator.generate("héllo", max_new_tokens=8, eos_token_id=[]).token_ids
     assert out["streamed"] is True
     assert out["label"].startswith("label_")
+    # llguidance itself pulls in none of the blocked packages
+    expected = generator.generate("héllo", max_new_tokens=8,
+                                  grammar=runtime.Grammar(regex="[a-z]{2,4}"))
+    assert out["grammar"] == {"text": expected.text, "reason": "grammar",
+                              "streamed": expected.text}
+
+
+def test_runtime_works_without_llguidance_and_grammar_says_how_to_install(exports, generator):
+    out = _run_isolated(exports, "llguidance")
+    assert out["loaded"] == []
+    assert out["ids"] == generator.generate("héllo", max_new_tokens=8, eos_token_id=[]).token_ids
+    assert out["label"].startswith("label_")
+    error = out["grammar"]["error"]
+    assert "\n" not in error and "llguidance" in error
+    assert "pip install 'shadow-edge[grammar]'" in error
+    assert out["grammar"]["is_import_error"] is True
 
 
 ALLOWED = {"onnxruntime", "numpy", "tokenizers", "jinja2"}
+OPTIONAL = {"llguidance"}  # imported only inside functions, when a grammar is used
 
 
 def test_runtime_source_imports_only_its_four_dependencies_and_the_stdlib():
     # why: the subprocess test sees only what one run imports; this reads every import line
-    found = {}
+    found, lazy = {}, {}
     for path in sorted((REPO / "runtime").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        in_functions = {
+            id(inner) for fn in ast.walk(tree)
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) for inner in ast.walk(fn)
+        }
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
@@ -78,7 +115,10 @@ def test_runtime_source_imports_only_its_four_dependencies_and_the_stdlib():
             else:
                 continue
             for name in names:
-                found.setdefault(name.split(".")[0], set()).add(path.name)
+                root = name.split(".")[0]
+                target = lazy if id(node) in in_functions and root in OPTIONAL else found
+                target.setdefault(root, set()).add(path.name)
     outside = {m: f for m, f in found.items() if m not in ALLOWED | sys.stdlib_module_names}
     assert outside == {}
     assert {"onnxruntime", "numpy", "tokenizers", "jinja2"} <= set(found)
+    assert lazy == {"llguidance": {"constraint.py"}}
