@@ -137,7 +137,10 @@ def as_grammar(value) -> Grammar | None:
 
 def llguidance_installed() -> bool:
     """Whether the optional package llguidance can be imported (without importing it)."""
-    return importlib.util.find_spec("llguidance") is not None
+    try:
+        return importlib.util.find_spec("llguidance") is not None
+    except (ImportError, ValueError):  # an import hook refusing it, or a broken install
+        return False
 
 
 def count_token_ids(tokenizer_json: str | os.PathLike) -> int:
