@@ -17,6 +17,10 @@ Measured at batch 1, one process, the same thread count everywhere:
   all positions' logits, for every new token;
 - (c) onnxruntime-genai (``onnxruntime_genai.models.builder`` on the same HF folder; its
   builder has fp32 and int4 but no int8), when the package imports;
+- constrained decoding (``grammar=``, llguidance): ``generate`` time per token with a grammar
+  vs without, same model (int8), same prompt, eos off so both make ``--new-tokens`` tokens,
+  interleaved rounds (``bench_grammar``); the overhead is reported as a fraction of the
+  unconstrained time per token (target: <= 0.15 at batch 1);
 - classification latency p50/p95 (runtime vs torch eager) at ``--cls-tokens`` tokens;
 - effective weight-read bandwidth = model file bytes x decode tokens/s, beside the
   machine's memory-copy rate (numpy copy of a 256 MiB array; bytes copied per second,
@@ -309,6 +313,60 @@ def bench_iobinding(model, prompt_tokens: int, new_tokens: int, repeats: int) ->
     return {"decode_tokens_per_s": new_tokens / best}
 
 
+#: Grammars for the overhead measurement. Unbounded, so with eos off every run makes the
+#: same number of tokens: an array of JSON objects, and one line of free text.
+BENCH_GRAMMARS = {
+    "json_schema": {"type": "array", "items": {
+        "type": "object", "properties": {
+            "intent": {"enum": ["HassTurnOn", "HassTurnOff", "HassLightSet"]},
+            "area": {"type": "string"}, "brightness": {"type": "integer"}},
+        "required": ["intent", "area"]}},
+    "regex": "[^\\n]*",
+}
+
+
+def bench_grammar(model, prompt_tokens: int, new_tokens: int, repeats: int,
+                  grammars: dict | None = None) -> dict:
+    """Per-token cost of constrained decoding at batch 1 (``runtime`` + llguidance).
+
+    For each grammar: ``generate`` with and without it in interleaved rounds (greedy, eos
+    off, the same id prompt), medians of ``repeats`` rounds after one warm-up;
+    ``overhead = (ms/token with grammar) / (ms/token without) - 1``. Also the one-off costs:
+    building llguidance's tokenizer (first grammar call of a model) and compiling each
+    grammar (cached per model afterwards).
+    """
+    import runtime
+
+    ids = prompt_ids(model.runner.vocab_size, prompt_tokens, seed=2)
+    settings = {"max_new_tokens": new_tokens, "eos_token_id": []}
+    start = time.perf_counter()
+    model.grammars.lltokenizer()
+    out = {"tokenizer_build_s": time.perf_counter() - start, "grammars": {}}
+    for name, spec in (grammars or BENCH_GRAMMARS).items():
+        grammar = (runtime.Grammar(json_schema=spec) if name == "json_schema"
+                   else runtime.Grammar(regex=spec))
+        start = time.perf_counter()
+        model.grammars.compile(grammar)
+        compile_ms = (time.perf_counter() - start) * 1e3
+        plain, constrained = [], []
+        for attempt in range(repeats + 1):
+            start = time.perf_counter()
+            free = model.generate(ids, **settings)
+            t_plain = time.perf_counter() - start
+            start = time.perf_counter()
+            masked = model.generate(ids, grammar=grammar, **settings)
+            t_grammar = time.perf_counter() - start
+            assert len(free.token_ids) == len(masked.token_ids) == new_tokens
+            if attempt:
+                plain.append(t_plain / new_tokens)
+                constrained.append(t_grammar / new_tokens)
+        p, g = float(np.median(plain)), float(np.median(constrained))
+        out["grammars"][name] = {"compile_ms": compile_ms, "ms_per_token_plain": p * 1e3,
+                                 "ms_per_token_grammar": g * 1e3, "overhead": g / p - 1,
+                                 "rounds": repeats}
+    return out
+
+
 def bench_torch_classifier(model, n_tokens: int, repeats: int) -> dict:
     import torch
 
@@ -352,6 +410,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--cls-tokens", type=int, default=16)
     parser.add_argument("--cls-repeats", type=int, default=100)
     parser.add_argument("--skip-genai", action="store_true")
+    parser.add_argument("--skip-grammar", action="store_true",
+                        help="skip the constrained-decoding overhead (needs llguidance)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--prepare-only", action="store_true",
                         help="build and cache the model folders and exports, measure nothing")
@@ -432,6 +492,10 @@ def main(argv=None) -> dict:
             clf, sequence_length=args.cls_tokens, repeats=args.cls_repeats)
     for name, row in measured.items():
         results["genai"][name.split("/")[1]] = row
+    if not args.skip_grammar:
+        logger.info("grammar overhead (int8)")
+        results["grammar"] = bench_grammar(generators["int8"], args.prompt_tokens,
+                                           args.new_tokens, args.repeats)
     torch_cls = AutoModelForSequenceClassification.from_pretrained(str(cls_hf)).eval()
     results["classification"]["torch"] = bench_torch_classifier(
         torch_cls, args.cls_tokens, args.cls_repeats)
@@ -483,6 +547,15 @@ def print_table(r: dict) -> None:
         lines.append(f"cache via session.run (used) vs IO binding ({precision}): "
                      f"{row['decode_tokens_per_s']:.1f} vs {bound:.1f} decode tok/s "
                      f"({row['decode_tokens_per_s'] / bound:.2f}x)")
+    grammar = r.get("grammar")
+    if grammar:
+        lines.append("")
+        lines.append(f"constrained decoding (int8, batch 1; llguidance tokenizer built in "
+                     f"{grammar['tokenizer_build_s']:.2f} s once per model):")
+        for name, row in grammar["grammars"].items():
+            lines.append(f"  {name}: {row['ms_per_token_grammar']:.2f} vs "
+                         f"{row['ms_per_token_plain']:.2f} ms/token without -> overhead "
+                         f"{row['overhead'] * 100:+.1f}% (compile {row['compile_ms']:.1f} ms)")
     lines += [
         "",
         (f"memory copy (numpy, 256 MiB): {r['memcopy_GBps']:.1f} GB/s copied "

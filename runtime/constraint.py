@@ -29,9 +29,13 @@ Fast-forward tokens (llguidance can force several tokens without a model step) a
 used: every token comes from the model under the mask, so text and token ids are what the
 model would sample, and rows of a batch stay in step.
 
-Cost per step and row: llguidance's mask (typically 10-50 us for the grammars in the tests
-on SmolLM2's vocabulary, more the first time a lexer state is met), one ``np.unpackbits``
-of the bitmask and one ``np.where`` over the logits; no Python loop over the vocabulary.
+Cost per step and row: llguidance's mask (about 20-25 us on SmolLM2's 49k vocabulary for
+the benchmark's grammars, more the first time a lexer state is met), then a few branch-free
+numpy passes over the vocabulary: ``np.unpackbits`` of the bitmask into 0/1 bytes, a bias
+of 0 or -inf built from the bits (``(allowed - 1) & bits_of(-inf)``, viewed as float32) and
+one addition to the logits. Measured on a loaded 2-core machine with a random 30% mask:
+``np.where(allowed, logits, -inf)`` took about 270 us, the bias about 70 us (a boolean
+select branches on every id); no Python loop runs over the vocabulary.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ from .grammar import INSTALL_HINT, Grammar
 from .tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
+
+# the int32 bit pattern of float32 -inf: (allowed - 1) & _NEG_INF_BITS is 0 where allowed
+_NEG_INF_BITS = np.array(-np.inf, dtype=np.float32).view(np.int32)
 
 _LLG_DOCS = "https://github.com/guidance-ai/llguidance/blob/main/docs"
 #: Where each grammar kind's syntax is described (named in compile errors).
@@ -217,8 +224,8 @@ class GrammarConstraint:
         batch, vocab = len(matchers), lltokenizer.vocab_size
         self._vocab = vocab
         self._bitmask = llg_numpy.allocate_token_bitmask(batch, vocab)
-        self._allowed = np.ones((batch, vocab), dtype=bool)
-        self._llg_eos = np.array(sorted(set(lltokenizer.eos_tokens)), dtype=np.int64)
+        self._bias = np.zeros((batch, vocab), dtype=np.float32)  # 0 allowed, -inf forbidden
+        self._llg_eos = sorted({int(t) for t in lltokenizer.eos_tokens if 0 <= t < vocab})
         self._eos = np.array(sorted({int(e) for e in eos_ids}), dtype=np.int64)
         self._tokens: list[list[int]] = [[] for _ in matchers]
         self._dead: list[int] = []
@@ -227,14 +234,14 @@ class GrammarConstraint:
         self._raise_if_dead()
 
     def mask(self, logits: np.ndarray) -> np.ndarray:
-        """``logits`` (float32 [batch, vocab]) with -inf at the ids each row's grammar
-        forbids; rows that have ended are left as they are.
+        """Set ``logits`` (float32 [batch, vocab], changed in place and returned) to -inf at
+        the ids each row's grammar forbids; rows that have ended are left as they are.
 
         Raises:
             GrammarError: a row reached a state where no token can continue its grammar.
         """
         self._raise_if_dead()
-        return np.where(self._allowed, logits, -np.inf)
+        return np.add(logits, self._bias, out=logits)
 
     def advance(self, tokens: np.ndarray, ended: np.ndarray) -> None:
         """Feed each running row's chosen token (int64 [batch]) to its matcher and prepare
@@ -251,7 +258,7 @@ class GrammarConstraint:
                 )
             self._tokens[row].append(token)
             rows.append(row)
-        self._allowed[ended] = True  # ended rows ride along unconstrained (tokens ignored)
+        self._bias[ended] = 0.0  # ended rows ride along unconstrained (tokens ignored)
         self._prepare(rows)
 
     def _prepare(self, rows: list[int]) -> None:
@@ -264,26 +271,36 @@ class GrammarConstraint:
                                    f"{_one_line(matcher.get_error())}")
             if matcher.is_stopped():  # accepts, and nothing but eos may follow
                 self.complete[row] = True
-                self._allowed[row] = True
+                self._bias[row] = 0.0
                 continue
             self._numpy.fill_next_token_bitmask(matcher, self._bitmask, row)
             running.append(row)
         if not running:
             return
         # bit j of 32-bit word w is token 32*w + j (little-endian words, as llguidance writes)
-        words = self._bitmask[running].astype("<i4", copy=False).view(np.uint8)
-        allowed = np.unpackbits(words, axis=1, count=self._vocab, bitorder="little").view(bool)
-        allowed[:, self._llg_eos] = False
+        words = self._bitmask if len(running) == len(self._matchers) else self._bitmask[running]
+        for token in self._llg_eos:  # llguidance's eos bits: this call's eos ids decide instead
+            words[:, token >> 5] &= ~np.int32(1 << (token & 31))
+        any_token = words.any(axis=1)
+        allowed = np.unpackbits(words.astype("<i4", copy=False).view(np.uint8), axis=1,
+                                count=self._vocab, bitorder="little")  # 0/1 per id
         for i, row in enumerate(running):
             accepting = self._matchers[row].is_accepting()
-            allowed[i, self._eos] = accepting
-            if not allowed[i].any():
+            if len(self._eos):
+                allowed[i, self._eos] = accepting
+            if not (any_token[i] or (accepting and len(self._eos))):
                 if accepting:  # complete, and no eos id to end with
                     self.complete[row] = True
-                    allowed[i] = True
+                    allowed[i] = 1
                 else:
                     self._dead.append(row)
-        self._allowed[running] = allowed
+        every_row = len(running) == len(self._matchers)
+        # 0 where allowed, -1 (all bits set) where not, then & the bits of -inf
+        bias = np.subtract(allowed, 1, dtype=np.int32,
+                           out=self._bias.view(np.int32) if every_row else None)
+        bias &= _NEG_INF_BITS
+        if not every_row:
+            self._bias[running] = bias.view(np.float32)
 
     def _raise_if_dead(self) -> None:
         if self._dead:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime import Grammar, GrammarError
+from runtime import Grammar
 from runtime.constraint import GrammarCompiler
 from runtime.grammar import constrained_decoding_status
 from runtime.manifest import read_manifest
