@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test demo lint clean interop
 
 setup: $(STAMP)
 
@@ -24,8 +24,28 @@ test: setup
 demo: setup
 	$(VENV)/bin/shadow-edge demo
 
+# optimum-onnx compatibility (tests/interop): optimum-onnx pins transformers < 4.58, so it
+# gets its own cached venv. The main venv builds fresh exports and our runtime's outputs,
+# the interop venv loads them with optimum's ORTModel classes and compares.
+INTEROP_VENV ?= .venv-interop
+INTEROP_DIR ?= .interop
+INTEROP_STAMP := $(INTEROP_VENV)/.installed
+
+$(INTEROP_STAMP): tests/interop/requirements.txt
+	python3 -m venv $(INTEROP_VENV)
+	$(INTEROP_VENV)/bin/python -m pip install -q --upgrade pip
+	$(INTEROP_VENV)/bin/python -m pip install -q "torch>=2.4,<2.14"
+	$(INTEROP_VENV)/bin/python -m pip install -q -r tests/interop/requirements.txt
+	touch $(INTEROP_STAMP)
+
+interop: setup $(INTEROP_STAMP)
+	rm -rf $(INTEROP_DIR)
+	$(PY) -m tests.interop.build_fixtures $(INTEROP_DIR)
+	SHADOW_EDGE_INTEROP_DIR=$(INTEROP_DIR) $(INTEROP_VENV)/bin/python -m pytest -q \
+		-p no:cacheprovider tests/interop/check_optimum_onnx.py
+
 lint: setup
 	$(VENV)/bin/ruff check shadow_edge exporters runtime tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist
+	rm -rf $(VENV) $(INTEROP_VENV) $(INTEROP_DIR) .pytest_cache build dist

@@ -93,7 +93,7 @@ def verify(onnx_path, checkpoint, *, precision: str | None = None, base=None,
         from runtime.manifest import read_manifest
 
         manifest = read_manifest(path)
-        recorded = (sources.recorded_task_of(checkpoint)
+        recorded = (sources.recorded_task_of(checkpoint, base)
                     if isinstance(checkpoint, (str, Path)) and Path(checkpoint).is_dir() else None)
         if recorded is not None and recorded != manifest.task:
             raise ConfigError(
@@ -135,11 +135,8 @@ def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision
               ort_file: str | None, folder: Path, parity: ParityReport | None,
               no_verify_reason: str | None) -> dict:
     dims = detached.model.dims()
-    files = {}
-    for file in sorted(folder.iterdir()):
-        if file.is_file() and file.name != MANIFEST_FILE:
-            files[file.name] = {"bytes": file.stat().st_size, "sha256": package.sha256_file(file)}
     id2label = detached.model.id2label
+    opset = model_opset(folder / MODEL_FILE)  # int4 raises it (quantization.py)
     manifest = {
         "format": "shadow-edge",
         "format_version": 1,
@@ -147,7 +144,9 @@ def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision
         "model_file": MODEL_FILE,
         "ort_model_file": ort_file,
         "precision": precision,
-        "opset": model_opset(folder / MODEL_FILE),  # int4 raises it (quantization.py)
+        "opset": opset,
+        # what other runtimes (optimum, onnxruntime-genai) need too; README "Runtimes"
+        "min_onnxruntime_version": package.min_onnxruntime_version(opset),
         "inputs": [s.to_dict() for s in exported.inputs],
         "outputs": [s.to_dict() for s in exported.outputs],
         "model": {
@@ -167,7 +166,7 @@ def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision
                    "base": detached.base, "kind": detached.kind},
         "detach": {"parameters": detached.parameters, "bytes": detached.bytes,
                    "fold_max_rel_diff": detached.fold_max_rel_diff},
-        "files": files,
+        "files": package.file_table(folder, skip=(MANIFEST_FILE,)),
         "tool_versions": package.tool_versions(),
         "verified": parity is not None and parity.passed,
         "parity": parity.to_dict() if parity is not None else None,
@@ -185,15 +184,19 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
     """Detach, export, quantize, verify and package ``checkpoint`` into ``output_dir``.
 
     Args:
-        checkpoint: ShadowPEFT adapter folder, HF model folder (incl. the projected LM), or
-            an in-memory ShadowFor* / HF model.
+        checkpoint: ShadowPEFT adapter folder (ours or shadow-peft 0.1.x), HF peft SHADOW
+            adapter or ``unload_shadow()`` folder, HF model folder (incl. the projected LM),
+            or an in-memory ShadowFor* / HF model.
         output_dir: the export folder to create (layout: docs/DESIGN.md).
-        base: base model path/id or model, for adapters that do not record theirs.
-        task: ``"text-generation"`` or ``"text-classification"``; default from the checkpoint.
+        base: base model path/id or model, for adapters (ours, shadow-peft's or HF peft's)
+            that do not record theirs; any other source refuses it (ConfigError).
+        task: ``"text-generation"`` or ``"text-classification"``; default: inferred from what
+            the checkpoint holds (:func:`exporters.sources.recorded_task_of`). It overrides
+            only a guess; a checkpoint that says otherwise is a ConfigError.
         precision: ``"fp32"``, ``"int8"`` or ``"int4"``.
         int4_keep_embeddings: keep the embedding table in fp32 for int4.
         ort: also write ``model.ort`` + ``model.required_operators.config``.
-        opset: ONNX opset (default 18).
+        opset: ONNX opset (default 23, :data:`exporters.spec.DEFAULT_OPSET`).
         force: replace an existing ``output_dir`` (atomically).
         verify: run the parity gate (``False``: manifest says ``verified: false`` and why).
         progress: ``callback(stage, info)`` for stages load/fold/export/quantize/verify/write.
@@ -249,6 +252,8 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
                              folder=staging, parity=parity,
                              no_verify_reason=None if verify else
                              "exported with --no-verify: the parity gate was skipped")
+        if package.write_genai_config(staging, manifest):
+            manifest["files"] = package.file_table(staging, skip=(MANIFEST_FILE,))
         package.write_manifest(staging, manifest)
         files = {f.name: f.stat().st_size for f in sorted(staging.iterdir()) if f.is_file()}
     logger.info("export written to %s", output)
@@ -288,7 +293,9 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
                                  keep_embeddings=keep_embeddings,
                                  external_data=(source / (MODEL_FILE + ".data")).exists())
         parity = _verify(staging / MODEL_FILE, detached, precision) if detached else None
-        manifest.update(precision=precision, opset=model_opset(staging / MODEL_FILE),
+        opset = model_opset(staging / MODEL_FILE)
+        manifest.update(precision=precision, opset=opset,
+                        min_onnxruntime_version=package.min_onnxruntime_version(opset),
                         verified=parity is not None and parity.passed,
                         parity=parity.to_dict() if parity is not None else None)
         if parity is None:
@@ -296,9 +303,8 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
                                            "torch reference; run `shadow-edge verify`")
         else:
             manifest.pop("verified_reason", None)
-        manifest["files"] = {
-            f.name: {"bytes": f.stat().st_size, "sha256": package.sha256_file(f)}
-            for f in sorted(staging.iterdir()) if f.is_file()}
+        package.write_genai_config(staging, manifest)  # also for fp32 folders from before it
+        manifest["files"] = package.file_table(staging, skip=(MANIFEST_FILE,))
         package.write_manifest(staging, manifest)
         files = {f.name: f.stat().st_size for f in sorted(staging.iterdir()) if f.is_file()}
     return ExportResult(output_dir=output, manifest=manifest, parity=parity, files=files)

@@ -28,7 +28,7 @@ from shadow_edge.errors import ExportError
 
 from . import sources
 from .detached import DetachedShadow
-from .sources import Loaded
+from .loaded import Loaded
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ Reference = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class Detached(Loaded):
-    """The result of :func:`detach`: the loaded source (:class:`~exporters.sources.Loaded`)
+    """The result of :func:`detach`: the loaded source (:class:`~exporters.loaded.Loaded`)
     with ``model`` folded, plus the fold check and the size of the detached model.
 
     ``reference`` is the *unfolded* source model in shadow-only mode, used by the parity gate.

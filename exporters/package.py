@@ -6,7 +6,8 @@
 - The temporary folder is removed on any failure, so a failed export leaves nothing behind.
 
 Also writes the side files of the layout in ``docs/DESIGN.md``: config.json,
-generation_config.json, tokenizer files and the ``shadow_edge.json`` manifest.
+generation_config.json, genai_config.json (causal LM, for onnxruntime-genai), tokenizer
+files and the ``shadow_edge.json`` manifest.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ TOKENIZER_FILES = (
     "added_tokens.json", "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model",
 )
 GENERATION_CONFIG = "generation_config.json"
+GENAI_CONFIG = "genai_config.json"
+#: The decoder-only model types onnxruntime-genai 0.18 runs (its model_type list); each
+#: selects its generic decoder with our I/O names, which are genai's defaults.
+GENAI_MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gpt2", "granite", "llama", "mistral",
+                     "nemotron", "olmo", "qwen2", "qwen3")
 
 
 def check_output(output_dir: str | Path, *, force: bool = False) -> Path:
@@ -203,3 +209,90 @@ def write_manifest(folder: Path, manifest: dict) -> Path:
         return write(folder, Manifest.from_dict(manifest))
     except ShadowRuntimeError as error:
         raise ExportError(f"the manifest is invalid: {error}") from error
+
+
+def min_onnxruntime_version(opset: int | None) -> str | None:
+    """The oldest onnxruntime that runs an export of ONNX ``opset`` correctly, e.g.
+    ``"1.24.1"`` for opset 23 (``runtime.session.MIN_ONNXRUNTIME``, where the measurements
+    are); ``None`` when no floor is known."""
+    from runtime.session import MIN_ONNXRUNTIME
+
+    found = next((v for first, v in MIN_ONNXRUNTIME if opset is not None and opset >= first), None)
+    return ".".join(map(str, found)) if found else None
+
+
+def genai_config(manifest: dict, model_config: dict) -> dict | None:
+    """The onnxruntime-genai config (``genai_config.json``) of a causal-LM export, from its
+    manifest (sizes, token ids, file name) and the model type and attention head count of
+    its ``config.json`` (``model_config``).
+
+    ``past_present_share_buffer`` is false: our ``present.*`` outputs grow with the sequence
+    (past + new), they are not genai's preallocated max-length buffers. genai batches must
+    be right-padded (its position ids ignore left padding).
+
+    Returns ``None`` for a classifier, or a model type genai does not run
+    (:data:`GENAI_MODEL_TYPES`).
+    """
+    from .spec import TEXT_GENERATION, past_key_names, present_names
+
+    model, tokens = manifest["model"], manifest["tokens"]
+    model_type = model_config.get("model_type")
+    num_attention_heads = model_config.get("num_attention_heads") or model_config.get("n_head")
+    if manifest["task"] != TEXT_GENERATION or model_type not in GENAI_MODEL_TYPES:
+        return None
+    # "past_key_values.0.key" -> "past_key_values.%d.key": genai's per-layer name patterns
+    past_key, past_value = (n.replace(".0.", ".%d.") for n in past_key_names(1))
+    present_key, present_value = (n.replace(".0.", ".%d.") for n in present_names(1))
+    eos = tokens["eos_token_id"]
+    context = model["max_position_embeddings"]
+    config = {
+        "model": {
+            "type": model_type,
+            "context_length": context,
+            "vocab_size": model["vocab_size"],
+            "eos_token_id": eos[0] if len(eos) == 1 else eos,
+            "pad_token_id": tokens["pad_token_id"] if tokens["pad_token_id"] is not None
+            else (eos[0] if eos else 0),
+            "decoder": {
+                "filename": manifest["model_file"],
+                "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                "head_size": model["head_dim"],
+                "hidden_size": model["hidden_size"],
+                "num_attention_heads": int(num_attention_heads),
+                "num_hidden_layers": model["num_layers"],
+                "num_key_value_heads": model["num_key_value_heads"],
+                "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask",
+                           "position_ids": "position_ids", "past_key_names": past_key,
+                           "past_value_names": past_value},
+                "outputs": {"logits": "logits", "present_key_names": present_key,
+                            "present_value_names": present_value},
+            },
+        },
+        "search": {"do_sample": False, "num_beams": 1, "num_return_sequences": 1,
+                   "max_length": context, "min_length": 0, "past_present_share_buffer": False,
+                   "temperature": 1.0, "top_k": 1, "top_p": 1.0, "repetition_penalty": 1.0,
+                   "length_penalty": 1.0, "early_stopping": True, "no_repeat_ngram_size": 0,
+                   "diversity_penalty": 0.0},
+    }
+    if tokens["bos_token_id"] is not None:
+        config["model"]["bos_token_id"] = tokens["bos_token_id"]
+    return config
+
+
+def write_genai_config(folder: Path, manifest: dict) -> bool:
+    """Write :func:`genai_config` of the export in ``folder`` (its ``config.json`` written
+    already); ``False`` (nothing written) when there is none for this export."""
+    model_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = genai_config(manifest, model_config)
+    if config is None:
+        logger.info("no %s: task %s, model type %s", GENAI_CONFIG, manifest["task"],
+                    model_config.get("model_type"))
+        return False
+    (folder / GENAI_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return True
+
+
+def file_table(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str, dict]:
+    """``{name: {"bytes", "sha256"}}`` of the files in ``folder`` (the manifest's ``files``)."""
+    return {file.name: {"bytes": file.stat().st_size, "sha256": sha256_file(file)}
+            for file in sorted(folder.iterdir()) if file.is_file() and file.name not in skip}

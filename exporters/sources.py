@@ -1,18 +1,21 @@
 """Recognise an export source and turn it into an (unfolded) :class:`DetachedShadow`.
 
-Each loader returns a :class:`Loaded`: the detached model (deep copies in float32, so the
-export never shares or mutates the caller's weights; tied embeddings become separate
-tensors), the torch reference (the source model itself in shadow-only mode), the task, the
-special tokens and where to copy tokenizer files from.
+Sources: our / shadow-peft 0.1.x adapter folders (``shadow_config.json``), HF peft SHADOW
+adapter and standalone folders (``peft_format.py``), HF model folders (``*ForCausalLM``,
+``*ForSequenceClassification``, the projected causal LM) and in-memory models. Every folder
+is loaded strictly: a weight the model has but the folder lacks (it would be random), a
+weight the model does not have, or a shape that differs is a ``CheckpointError`` naming the
+keys, so no export can hold weights that did not come from the source. An option a source
+cannot use (``base`` for anything but an adapter) is a ``ConfigError``.
+
+The task comes from what the source holds (:func:`recorded_task_of`); ``task`` overrides it
+only where the source does not say (and must agree where it does).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,8 +23,12 @@ from torch import nn
 
 from shadow_edge.backbone import input_embeddings_of
 from shadow_edge.errors import CheckpointError, ConfigError, ExportError
+from shadow_edge.hf_loading import LOAD_ERRORS, load_pretrained_strict
+from shadow_edge.task_inference import FROM_BASE, task_from_architectures
 
-from .detached import DetachedShadow, Tokens
+from . import peft_format
+from .detached import DetachedShadow
+from .loaded import CLASSIFIER_ATTRS, Loaded, copy_fp32, id2label_of, read_json, tokens_of
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, normalize_task
 
 logger = logging.getLogger(__name__)
@@ -29,68 +36,7 @@ logger = logging.getLogger(__name__)
 SHADOW_CONFIG = "shadow_config.json"
 HF_CONFIG = "config.json"
 PROJECTION_MODEL_TYPE = "causal_lm_with_hidden_projection"
-# Attribute names of sequence-classification heads in HF task models.
-CLASSIFIER_ATTRS = ("score", "classifier")
-# Errors transformers / safetensors raise for unreadable or corrupt weights.
-try:
-    from safetensors import SafetensorError
-except ImportError:  # pragma: no cover - older safetensors
-    SafetensorError = OSError
-LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
-
-
-@dataclass
-class Loaded:
-    """A recognised source: the unfolded :class:`DetachedShadow` (float32 copies), the torch
-    ``reference`` ``(input_ids, attention_mask, position_ids) -> logits`` (int64 inputs,
-    float32 logits), the canonical task, special tokens, the checkpoint path (absolute) and
-    base, ``kind`` (``"adapter"`` / ``"standalone"``) and where tokenizer files live."""
-
-    model: DetachedShadow
-    reference: Callable
-    task: str
-    tokens: Tokens
-    checkpoint: str | None = None
-    base: str | None = None
-    kind: str = "standalone"
-    asset_dirs: list[Path] = field(default_factory=list)
-
-
-def _copy(module: nn.Module) -> nn.Module:
-    """A deep copy in float32 eval mode: the export never shares storage with the source."""
-    return copy.deepcopy(module).float().eval()
-
-
-def read_json(path: Path) -> dict:
-    """Read a JSON object, mapping read/parse errors to CheckpointError."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"cannot read {path}: {error}; the file is missing or corrupt") from error
-
-
-def _eos_list(value) -> list[int]:
-    if value is None:
-        return []
-    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
-
-
-def tokens_of(model) -> Tokens:
-    """Special tokens from ``model.generation_config`` (preferred) or ``model.config``."""
-    sources = [getattr(model, "generation_config", None), getattr(model, "config", None)]
-    found = {}
-    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
-        for holder in sources:
-            value = getattr(holder, key, None) if holder is not None else None
-            if value is not None:
-                found[key] = value
-                break
-    pad, bos = found.get("pad_token_id"), found.get("bos_token_id")
-    return Tokens(
-        eos_token_id=_eos_list(found.get("eos_token_id")),
-        pad_token_id=int(pad) if pad is not None else None,
-        bos_token_id=int(bos) if bos is not None else None,
-    )
+_TASKS = {"CAUSAL_LM": TEXT_GENERATION, "SEQ_CLS": TEXT_CLASSIFICATION}
 
 
 def _check_task(requested: str | None, actual: str, what: str) -> str:
@@ -161,20 +107,15 @@ def from_hf_model(model: nn.Module, *, task: str | None = None, checkpoint: str 
                     "only last-token-pooled linear classifiers can be exported"
                 )
     task = _check_task(task, actual, what)
-    id2label = _id2label(model.config) if task == TEXT_CLASSIFICATION else None
+    id2label = id2label_of(model.config, head.out_features) if task == TEXT_CLASSIFICATION else None
     detached = DetachedShadow(
-        _copy(backbone), _copy(head), task=task,
-        projection=_copy(projection) if projection is not None else None, id2label=id2label,
+        copy_fp32(backbone), copy_fp32(head), task=task,
+        projection=copy_fp32(projection) if projection is not None else None, id2label=id2label,
     )
     return Loaded(
         model=detached.eval(), reference=_hf_reference(model), task=task, tokens=tokens_of(model),
         checkpoint=checkpoint, kind="standalone", asset_dirs=list(asset_dirs or []),
     )
-
-
-def _id2label(config) -> dict[int, str]:
-    labels = getattr(config, "id2label", None) or {}
-    return {int(k): str(v) for k, v in labels.items()}
 
 
 def _shadow_reference(model) -> Callable:
@@ -203,17 +144,17 @@ def from_shadow_model(model, *, task: str | None = None, checkpoint: str | None 
     else:
         actual, head = TEXT_CLASSIFICATION, model.shadow_classifier_head
     task = _check_task(task, actual, checkpoint or type(model).__name__)
-    backbone = _copy(peft.shadow_model)
+    backbone = copy_fp32(peft.shadow_model)
     if input_embeddings_of(backbone) is None:  # transformers 5 raises instead of None
-        backbone.set_input_embeddings(_copy(peft.shadow_input_embeddings()))
+        backbone.set_input_embeddings(copy_fp32(peft.shadow_input_embeddings()))
     projection = peft.shadow_hidden_projection
     base_model = peft.base_model
     id2label = None
     if task == TEXT_CLASSIFICATION:
-        id2label = _id2label(base_model.config) or {i: f"LABEL_{i}" for i in range(head.out_features)}
+        id2label = id2label_of(base_model.config, head.out_features)
     detached = DetachedShadow(
-        backbone, _copy(head), task=task,
-        projection=_copy(projection) if isinstance(projection, nn.Linear) else None,
+        backbone, copy_fp32(head), task=task,
+        projection=copy_fp32(projection) if isinstance(projection, nn.Linear) else None,
         id2label=id2label,
     )
     return Loaded(
@@ -223,34 +164,49 @@ def from_shadow_model(model, *, task: str | None = None, checkpoint: str | None 
     )
 
 
-def _load_hf_folder(folder: Path, task: str | None, trust_remote_code: bool) -> Loaded:
-    config = read_json(folder / HF_CONFIG)
-    try:
-        if config.get("model_type") == PROJECTION_MODEL_TYPE:
-            import shadow_edge
+def _hf_folder_task(folder: Path, config: dict) -> str | None:
+    """An HF folder's task: its ``architectures``, else the head its weights hold."""
+    if config.get("model_type") == PROJECTION_MODEL_TYPE:
+        return TEXT_GENERATION
+    found = task_from_architectures(config.get("architectures"))
+    if found:
+        return _TASKS[found]
+    heads = {key.split(".", 1)[0] for key in peft_format.weight_keys(folder)}
+    if heads & set(CLASSIFIER_ATTRS):
+        return TEXT_CLASSIFICATION
+    return TEXT_GENERATION if "lm_head" in heads else None
 
+
+def _load_hf_folder(folder: Path, config: dict, task: str | None,
+                    trust_remote_code: bool) -> Loaded:
+    fix = ("re-save the model with save_pretrained; for a ShadowPEFT or peft checkpoint, "
+           "export its adapter folder")
+    recorded = _hf_folder_task(folder, config)
+    if recorded is not None:
+        task = _check_task(task, recorded, str(folder))
+    if config.get("model_type") == PROJECTION_MODEL_TYPE:
+        import shadow_edge
+
+        try:  # strict itself (missing/unexpected keys and shapes are CheckpointErrors)
             model = shadow_edge.AutoModelForCausalLMWithHiddenProjection.from_pretrained(
-                str(folder), trust_remote_code=trust_remote_code
-            )
-        else:
-            import transformers
+                str(folder), trust_remote_code=trust_remote_code)
+        except LOAD_ERRORS as error:
+            raise CheckpointError(f"cannot load the model in {folder}: {error}; the weights are "
+                                  f"missing or corrupt - {fix}") from error
+    else:
+        import transformers
 
-            archs = config.get("architectures") or []
-            is_cls = any(a.endswith("ForSequenceClassification") for a in archs)
-            auto = (transformers.AutoModelForSequenceClassification if is_cls
-                    else transformers.AutoModelForCausalLM)
-            model = auto.from_pretrained(str(folder), dtype=torch.float32,
-                                         trust_remote_code=trust_remote_code)
-    except LOAD_ERRORS as error:
-        raise CheckpointError(
-            f"cannot load the model in {folder}: {error}; the weights are missing or corrupt - "
-            "re-save the model with save_pretrained"
-        ) from error
+        auto = (transformers.AutoModelForSequenceClassification if task == TEXT_CLASSIFICATION
+                else transformers.AutoModelForCausalLM)
+        model = load_pretrained_strict(auto, folder, what=f"its config.json ({auto.__name__})",
+                                       fix=fix, dtype=torch.float32,
+                                       trust_remote_code=trust_remote_code)
     return from_hf_model(model, task=task, checkpoint=str(folder.absolute()), asset_dirs=[folder])
 
 
 def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool) -> Loaded:
     import shadow_edge
+    from shadow_edge.task_inference import checkpoint_task_type
 
     shadow_config = read_json(folder / SHADOW_CONFIG)
     recorded = shadow_config.get("base_model_name_or_path")
@@ -266,14 +222,15 @@ def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool)
         raise CheckpointError(
             f"the base model {chosen} does not exist; pass the base folder with --base PATH_OR_ID"
         )
-    recorded_task = recorded_task_of(folder)
+    found, evidence = checkpoint_task_type(folder, chosen)
+    found = _TASKS.get(found) if found else None
     if task is None:
-        task = recorded_task
-    elif recorded_task is not None and task != recorded_task:
+        task = found
+    elif found is not None and task != found and evidence != FROM_BASE:
         # fail before loading the base (the core would load it, then refuse the wrapper)
         raise ConfigError(
-            f"{folder} is a {recorded_task} checkpoint (task_type in {SHADOW_CONFIG}), but "
-            f"task {task!r} was requested; drop --task or pass task={recorded_task!r}"
+            f"{folder} is a {found} checkpoint ({evidence}), but task {task!r} was requested; "
+            f"drop --task or pass task={found!r}"
         )
     model = shadow_edge.load_shadow_checkpoint(
         str(folder), base=chosen, task=task, trust_remote_code=trust_remote_code
@@ -287,40 +244,58 @@ def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool)
                              base=str(base_name) if base_name else None, asset_dirs=asset_dirs)
 
 
-def recorded_task_of(folder: str | Path) -> str | None:
-    """The task a checkpoint folder records, without loading it: ``task_type`` of an adapter's
-    ``shadow_config.json``, or the ``architectures`` of an HF ``config.json`` (``None`` when
-    the folder records none, e.g. adapters saved by shadow-peft 0.1.x).
+def recorded_task_of(folder: str | Path, base=None) -> str | None:
+    """The task a checkpoint folder holds, without loading weights (``None``: it does not say).
+
+    - our / shadow-peft adapters: ``task_type``, the saved heads, ``modules_to_save``, the
+      base's ``architectures`` (:func:`shadow_edge.task_inference.checkpoint_task_type`);
+    - peft adapters: ``task_type``, a ``shadow_head``, the base's ``architectures``;
+    - peft standalone folders: the head's rows (the vocabulary size means a causal LM);
+    - HF folders: ``architectures``, else the head in the weights.
 
     Raises:
-        CheckpointError: the JSON file is unreadable.
+        CheckpointError: a config file is unreadable.
     """
+    from shadow_edge.task_inference import checkpoint_task_type
+
     folder = Path(folder)
     if (folder / SHADOW_CONFIG).is_file():
-        task_type = read_json(folder / SHADOW_CONFIG).get("task_type")
-        return normalize_task(task_type) if task_type else None
+        found = checkpoint_task_type(folder, base)[0]
+        return _TASKS[found] if found else None
+    if peft_format.is_adapter_folder(folder):
+        return peft_format.adapter_task_of(folder, base)
     if (folder / HF_CONFIG).is_file():
         config = read_json(folder / HF_CONFIG)
-        if config.get("model_type") == PROJECTION_MODEL_TYPE:
-            return TEXT_GENERATION
-        archs = config.get("architectures") or []
-        if any(a.endswith("ForSequenceClassification") for a in archs):
-            return TEXT_CLASSIFICATION
-        if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
-            return TEXT_GENERATION
+        if peft_format.is_standalone_folder(folder, config):
+            return peft_format.standalone_task_of(folder, config)
+        return _hf_folder_task(folder, config)
     return None
 
 
+def _refuse_base(base, what: str) -> None:
+    if base is not None:
+        raise ConfigError(f"{what} needs no base model (it holds all its weights); drop --base "
+                          "(base= in Python), which only applies to adapter checkpoints")
+
+
 def load(source, *, base=None, task: str | None = None, trust_remote_code: bool = False) -> Loaded:
-    """Dispatch on the kind of ``source`` (see :mod:`exporters.detaching`)."""
+    """Dispatch on the kind of ``source`` (see :mod:`exporters.detaching`).
+
+    Raises:
+        ConfigError: ``base`` for a source that has all its weights; a ``task`` the source
+            contradicts.
+        CheckpointError: an unknown, unreadable or mismatched checkpoint.
+    """
     if task is not None:
         task = normalize_task(task)
     if isinstance(source, DetachedShadow):
+        _refuse_base(base, "a DetachedShadow")
         source.eval()
         reference = source.logits
         return Loaded(model=source, reference=reference, task=_check_task(task, source.task, "model"),
                       tokens=tokens_of(source.backbone))
     if isinstance(source, nn.Module):
+        _refuse_base(base, f"an in-memory {type(source).__name__}")
         if is_shadow_task_model(source):
             return from_shadow_model(source, task=task)
         return from_hf_model(source, task=task)
@@ -337,9 +312,17 @@ def load(source, *, base=None, task: str | None = None, trust_remote_code: bool 
         )
     if (folder / SHADOW_CONFIG).is_file():
         return _load_adapter(folder, base, task, trust_remote_code)
+    if peft_format.is_adapter_folder(folder):
+        return peft_format.load_adapter(folder, base, task, trust_remote_code)
     if (folder / HF_CONFIG).is_file():
-        return _load_hf_folder(folder, task, trust_remote_code)
+        config = read_json(folder / HF_CONFIG)
+        if peft_format.is_standalone_folder(folder, config):
+            _refuse_base(base, f"{folder} (a peft standalone shadow, DetachedShadowModel)")
+            return peft_format.load_standalone(folder, task, trust_remote_code)
+        _refuse_base(base, f"the HF model folder {folder}")
+        return _load_hf_folder(folder, config, task, trust_remote_code)
     raise CheckpointError(
-        f"{folder} is neither a ShadowPEFT adapter (no {SHADOW_CONFIG}) nor an HF model "
-        f"folder (no {HF_CONFIG}); pass the folder save_pretrained wrote"
+        f"{folder} is neither a ShadowPEFT adapter (no {SHADOW_CONFIG} or "
+        f"{peft_format.ADAPTER_CONFIG}) nor a model folder (no {HF_CONFIG}); pass the folder "
+        "save_pretrained wrote"
     )

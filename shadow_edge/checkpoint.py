@@ -22,13 +22,13 @@ from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
 from .backbone import embedding_attribute_name, get_backbone, prepare_shadow_model
-from .config import CONFIG_NAME, ShadowConfig
+from .config import ADAPTER_NAME, CONFIG_NAME, MODULES_NAME, ShadowConfig
 from .errors import CheckpointError
+from .hf_loading import is_head_key, load_pretrained_strict
+from .task_inference import HEADS, checkpoint_task_type, saved_head_names
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_NAME = "shadow_adapter.safetensors"
-MODULES_NAME = "shadow_modules.safetensors"
 CHECKPOINT_FILES = (CONFIG_NAME, ADAPTER_NAME, MODULES_NAME)
 # Unused embedding tables that some shadow-peft 0.1.x checkpoints carry for a shadow fed the
 # base's embeddings (its GPT-2 shadows keep `wte`); they are dropped with a log line.
@@ -386,9 +386,11 @@ def load_shadow_checkpoint(
     Args:
         path: checkpoint folder, Hub id or ``repo@revision``.
         base: a loaded base model, or its path/Hub id; default: the checkpoint's
-            ``base_model_name_or_path``.
+            ``base_model_name_or_path``. A base loaded here is loaded strictly: weights it lacks
+            are an error, except the task head when the checkpoint brings both task heads.
         task: ``"CAUSAL_LM"`` / ``"SEQ_CLS"`` (aliases ``text-generation``, ``text-classification``);
-            default: the checkpoint's ``task_type``, else causal LM.
+            default: inferred by :func:`checkpoint_task_type` (``task_type``, saved heads,
+            ``modules_to_save``, the base's architectures), else causal LM.
         trust_remote_code: passed to transformers when loading the base by name.
 
     Returns:
@@ -401,7 +403,7 @@ def load_shadow_checkpoint(
     """
     directory = resolve_checkpoint_dir(path)
     config = ShadowConfig.from_pretrained(directory)
-    task_name = task or config.task_type or "CAUSAL_LM"
+    task_name = task or checkpoint_task_type(directory, base)[0] or "CAUSAL_LM"
     if task_name not in _TASK_ALIASES:
         raise CheckpointError(f"Unknown task {task!r}; use one of {sorted(set(_TASK_ALIASES))}.")
     task_name = _TASK_ALIASES[task_name]
@@ -413,14 +415,20 @@ def load_shadow_checkpoint(
                 "model, a folder or a Hub id)."
             )
     if not isinstance(base, nn.Module):
-        base = _load_base(os.fspath(base), task_name, config, trust_remote_code, dtype)
+        heads = saved_head_names(directory)
+        base = _load_base(os.fspath(base), task_name, config, trust_remote_code, dtype,
+                          head_in_checkpoint=set(HEADS[task_name]) <= heads)
     return _task_class(task_name).from_pretrained(
         base, directory, is_trainable=is_trainable, shadow_model=shadow_model,
         inference_mode=inference_mode,
     )
 
 
-def _load_base(name: str, task: str, config: ShadowConfig, trust_remote_code: bool, dtype: torch.dtype):
+def _load_base(name: str, task: str, config: ShadowConfig, trust_remote_code: bool, dtype: torch.dtype,
+               *, head_in_checkpoint: bool):
+    """The base, strictly: a task-head key may be missing only when the checkpoint holds both
+    task heads (e.g. a SEQ_CLS adapter on a causal-LM base folder), and may be unexpected
+    (the other task's head in the folder)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": dtype}
@@ -432,10 +440,12 @@ def _load_base(name: str, task: str, config: ShadowConfig, trust_remote_code: bo
         if config.id2label:
             kwargs["id2label"] = dict(config.id2label)
             kwargs["label2id"] = {v: k for k, v in config.id2label.items()}
-    try:
-        return auto.from_pretrained(name, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"Cannot load the base model {name!r} ({exc}). Pass base= with a loaded model or a "
-            "folder holding it."
-        ) from exc
+
+    def tolerate(model, key: str) -> bool:
+        is_missing = key in model.state_dict()  # else unexpected: another head in the folder
+        return is_head_key(model, key) and (head_in_checkpoint or not is_missing)
+
+    return load_pretrained_strict(
+        auto, name, what=f"the base model for a {task} checkpoint", tolerate=tolerate,
+        fix="pass base= with the base model folder the checkpoint was trained on (and its task head)",
+        **kwargs)

@@ -19,6 +19,9 @@ from .errors import CheckpointError, ConfigError
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "shadow_config.json"
+#: The adapter weights and the optional task heads of a checkpoint folder (FORMAT.md).
+ADAPTER_NAME = "shadow_adapter.safetensors"
+MODULES_NAME = "shadow_modules.safetensors"
 
 #: Task heads that ``modules_to_save`` may name (causal LM and sequence classification).
 KNOWN_MODULES_TO_SAVE = ("lm_head", "shadow_lm_head", "classifier_head", "shadow_classifier_head")

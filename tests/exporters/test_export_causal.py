@@ -43,8 +43,9 @@ def _numel(module) -> int:
 
 def test_folder_has_the_design_layout_and_a_valid_manifest(case):
     folder = case.folder
-    expected = {"model.onnx", "config.json", "generation_config.json", "tokenizer.json",
-                "tokenizer_config.json", "special_tokens_map.json", "shadow_edge.json"}
+    expected = {"model.onnx", "config.json", "generation_config.json", "genai_config.json",
+                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "shadow_edge.json"}
     if case.arch == "gpt2":  # the external-data path, forced
         expected.add("model.onnx.data")
     assert {p.name for p in folder.iterdir()} == expected
@@ -52,6 +53,7 @@ def test_folder_has_the_design_layout_and_a_valid_manifest(case):
     check_files(folder, manifest, hashes=True)
     assert manifest.task == TASK and manifest.precision == "fp32" and manifest.opset == DEFAULT_OPSET
     assert manifest.verified is True and manifest.parity["passed"] is True
+    assert manifest.extra["min_onnxruntime_version"] == "1.24.1"  # opset 23
     assert manifest.source.kind == "adapter" and manifest.source.base == str(case.base_dir)
     assert manifest.source.checkpoint_sha256 == checkpoint_sha256(case.checkpoint)
     explicit = case.kind == "explicit"

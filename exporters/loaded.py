@@ -1,0 +1,90 @@
+"""What a recognised export source becomes (:class:`Loaded`), and helpers every loader shares.
+
+Loaders (``sources.py`` for our checkpoints, HF folders and in-memory models,
+``peft_format.py`` for HF peft's) return a :class:`Loaded`: the detached model as float32
+deep copies (the export never shares or mutates the caller's weights; tied embeddings become
+separate tensors), the torch reference, the task, the special tokens and where to copy
+tokenizer files from.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from shadow_edge.errors import CheckpointError
+
+from .detached import DetachedShadow, Tokens
+
+# Attribute names of sequence-classification heads in HF task models.
+CLASSIFIER_ATTRS = ("score", "classifier")
+
+
+@dataclass
+class Loaded:
+    """A recognised source: the unfolded :class:`DetachedShadow` (float32 copies), the torch
+    ``reference`` ``(input_ids, attention_mask, position_ids) -> logits`` (int64 inputs,
+    float32 logits), the canonical task, special tokens, the checkpoint path (absolute) and
+    base, ``kind`` (``"adapter"`` / ``"standalone"``) and where tokenizer files live."""
+
+    model: DetachedShadow
+    reference: Callable
+    task: str
+    tokens: Tokens
+    checkpoint: str | None = None
+    base: str | None = None
+    kind: str = "standalone"
+    asset_dirs: list[Path] = field(default_factory=list)
+
+
+def copy_fp32(module: nn.Module) -> nn.Module:
+    """A deep copy in float32 eval mode: the export never shares storage with the source."""
+    return copy.deepcopy(module).float().eval()
+
+
+def read_json(path: Path) -> dict:
+    """Read a JSON object, mapping read/parse errors to CheckpointError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"cannot read {path}: {error}; the file is missing or corrupt") from error
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a JSON object; the file is corrupt")
+    return data
+
+
+def _eos_list(value) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def tokens_of(model) -> Tokens:
+    """Special tokens from ``model.generation_config`` (preferred) or ``model.config``."""
+    sources = [getattr(model, "generation_config", None), getattr(model, "config", None)]
+    found = {}
+    for key in ("eos_token_id", "pad_token_id", "bos_token_id"):
+        for holder in sources:
+            value = getattr(holder, key, None) if holder is not None else None
+            if value is not None:
+                found[key] = value
+                break
+    pad, bos = found.get("pad_token_id"), found.get("bos_token_id")
+    return Tokens(
+        eos_token_id=_eos_list(found.get("eos_token_id")),
+        pad_token_id=int(pad) if pad is not None else None,
+        bos_token_id=int(bos) if bos is not None else None,
+    )
+
+
+def id2label_of(config, num_labels: int) -> dict[int, str]:
+    """The config's class names when it has ``num_labels`` of them, else ``LABEL_i``."""
+    labels = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    if sorted(labels) == list(range(num_labels)):
+        return labels
+    return {i: f"LABEL_{i}" for i in range(num_labels)}
