@@ -15,8 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
+from shadow_edge.checkpoint import read_safetensors
 from shadow_edge.errors import CheckpointError
 
 from .detached import DetachedShadow, Tokens
@@ -88,3 +91,43 @@ def id2label_of(config, num_labels: int) -> dict[int, str]:
     if sorted(labels) == list(range(num_labels)):
         return labels
     return {i: f"LABEL_{i}" for i in range(num_labels)}
+
+
+def weight_keys(folder: Path) -> dict[str, list[int]]:
+    """Key -> shape of the weights in ``folder``'s safetensors files (no tensor is read);
+    empty when there are none or they are unreadable (the loader reports that)."""
+    keys: dict[str, list[int]] = {}
+    for file in _weight_files(folder, required=False):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (not a dict)
+                    keys[key] = list(handle.get_slice(key).get_shape())
+        except (SafetensorError, OSError):
+            return {}
+    return keys
+
+
+def _weight_files(folder: Path, *, required: bool = True) -> list[Path]:
+    """``model.safetensors``, or the shards listed in ``model.safetensors.index.json``."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = read_json(index).get("weight_map") or {}
+        return [folder / name for name in sorted(set(weight_map.values()))]
+    if (folder / "model.safetensors").is_file() or not required:
+        return [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else []
+    other = "pytorch_model.bin" if (folder / "pytorch_model.bin").is_file() else None
+    raise CheckpointError(
+        f"{folder} has no model.safetensors" + (f" (only {other})" if other else "")
+        + "; re-save the shadow with save_pretrained(..., safe_serialization=True)")
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of an HF model folder (single or sharded safetensors), on CPU.
+
+    Raises:
+        CheckpointError: no safetensors weights, or a corrupt file.
+    """
+    state: dict[str, torch.Tensor] = {}
+    for file in _weight_files(folder):
+        state.update(read_safetensors(file))
+    return state

@@ -51,7 +51,16 @@ from shadow_edge.hf_loading import is_head_key, list_keys, load_pretrained_stric
 from shadow_edge.task_inference import task_from_architectures
 
 from .detached import DetachedShadow
-from .loaded import CLASSIFIER_ATTRS, Loaded, copy_fp32, id2label_of, read_json, tokens_of
+from .loaded import (
+    CLASSIFIER_ATTRS,
+    Loaded,
+    copy_fp32,
+    id2label_of,
+    read_json,
+    read_weights,
+    tokens_of,
+    weight_keys,
+)
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, normalize_task
 
 logger = logging.getLogger(__name__)
@@ -89,41 +98,6 @@ def is_standalone_folder(folder: Path, config: dict) -> bool:
     keys = weight_keys(folder)
     return bool(keys) and all(k.startswith(("backbone.", "head.", "shadow_hidden_projection."))
                               for k in keys) and any(k.startswith("head.") for k in keys)
-
-
-def weight_keys(folder: Path) -> dict[str, list[int]]:
-    """Key -> shape of the weights in ``folder``'s safetensors files (no tensor is read);
-    empty when there are none or they are unreadable (the loader reports that)."""
-    keys: dict[str, list[int]] = {}
-    for file in _weight_files(folder, required=False):
-        try:
-            with safe_open(str(file), framework="pt") as handle:
-                for key in handle.keys():  # noqa: SIM118 (not a dict)
-                    keys[key] = list(handle.get_slice(key).get_shape())
-        except (SafetensorError, OSError):
-            return {}
-    return keys
-
-
-def _weight_files(folder: Path, *, required: bool = True) -> list[Path]:
-    """``model.safetensors``, or the shards listed in ``model.safetensors.index.json``."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = read_json(index).get("weight_map") or {}
-        return [folder / name for name in sorted(set(weight_map.values()))]
-    if (folder / "model.safetensors").is_file() or not required:
-        return [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else []
-    other = "pytorch_model.bin" if (folder / "pytorch_model.bin").is_file() else None
-    raise CheckpointError(
-        f"{folder} has no model.safetensors" + (f" (only {other})" if other else "")
-        + "; re-save the shadow with save_pretrained(..., safe_serialization=True)")
-
-
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    state: dict[str, torch.Tensor] = {}
-    for file in _weight_files(folder):
-        state.update(read_safetensors(file))
-    return state
 
 
 # ---- the adapter folder ----
@@ -273,6 +247,9 @@ def load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool) 
     """
     config = read_adapter_config(folder)
     fix = "export the adapter on the base it was trained on, or re-save it with peft"
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise CheckpointError(f"the peft adapter folder {folder} has no {ADAPTER_WEIGHTS}; "
+                              "re-save it with save_pretrained(..., safe_serialization=True)")
     state = read_safetensors(folder / ADAPTER_WEIGHTS)
     chosen = base if base is not None else config.get("base_model_name_or_path")
     if not chosen:
@@ -409,7 +386,7 @@ def load_standalone(folder: Path, task: str | None, trust_remote_code: bool) -> 
     fix = ("re-save it with model.unload_shadow(copy=True).save_pretrained(...), or export the "
            "peft adapter folder with its base instead")
     config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-    state = _read_weights(folder)
+    state = read_weights(folder)
     backbone = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     backbone_state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     load_state_strict(backbone, backbone_state, what=f"the peft standalone shadow in {folder}",

@@ -28,7 +28,15 @@ from shadow_edge.task_inference import FROM_BASE, task_from_architectures
 
 from . import peft_format
 from .detached import DetachedShadow
-from .loaded import CLASSIFIER_ATTRS, Loaded, copy_fp32, id2label_of, read_json, tokens_of
+from .loaded import (
+    CLASSIFIER_ATTRS,
+    Loaded,
+    copy_fp32,
+    id2label_of,
+    read_json,
+    tokens_of,
+    weight_keys,
+)
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, normalize_task
 
 logger = logging.getLogger(__name__)
@@ -171,7 +179,7 @@ def _hf_folder_task(folder: Path, config: dict) -> str | None:
     found = task_from_architectures(config.get("architectures"))
     if found:
         return _TASKS[found]
-    heads = {key.split(".", 1)[0] for key in peft_format.weight_keys(folder)}
+    heads = {key.split(".", 1)[0] for key in weight_keys(folder)}
     if heads & set(CLASSIFIER_ATTRS):
         return TEXT_CLASSIFICATION
     return TEXT_GENERATION if "lm_head" in heads else None

@@ -129,7 +129,8 @@ def export_command(
         "config for a reduced build; with --int4 it needs --int4-keep-embeddings (the ORT "
         "format cannot hold a 4-bit embedding table).")] = False,
     task: Annotated[Task | None, typer.Option(
-        "--task", help="Task; default: taken from the checkpoint.", show_default=False)] = None,
+        "--task", help="Override the task inferred from what the checkpoint holds (needed "
+        "only when it says nothing).", show_default=False)] = None,
     base: BaseOpt = None,
     opset: OpsetOpt = None,
     force: Annotated[bool, typer.Option(

@@ -89,8 +89,9 @@ BaseOpt = Annotated[
     str | None,
     typer.Option(
         "--base",
-        help="Base model folder or Hub id the adapter was trained on. Default: the base "
-        "recorded in the checkpoint (base_model_name_or_path).",
+        help="Base model folder or Hub id the adapter (ours or HF peft's) was trained on. "
+        "Default: the base recorded in the checkpoint (base_model_name_or_path). Other "
+        "checkpoints hold all their weights and refuse it.",
         show_default=False,
     ),
 ]

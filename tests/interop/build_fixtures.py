@@ -112,6 +112,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     hf_logging.disable_progress_bar()  # load reports and bars of tiny random models: noise here
     hf_logging.set_verbosity_error()
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # notes on optional packages
     torch.set_num_threads(1)
     if len(argv) != 1:
         print("usage: python -m tests.interop.build_fixtures OUT", file=sys.stderr)
