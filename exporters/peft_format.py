@@ -49,6 +49,7 @@ from shadow_edge.checkpoint import read_safetensors
 from shadow_edge.errors import CheckpointError, ConfigError, ExportError
 from shadow_edge.hf_loading import is_head_key, list_keys, load_pretrained_strict, load_state_strict
 from shadow_edge.task_inference import task_from_architectures
+from shadow_edge.task_types import PEFT_TASK_TYPES
 
 from .detached import DetachedShadow
 from .loaded import (
@@ -69,7 +70,6 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 STANDALONE_ARCHITECTURE = "DetachedShadowModel"
 PEFT_TYPE = "SHADOW"
-PEFT_TASKS = {"CAUSAL_LM": TEXT_GENERATION, "SEQ_CLS": TEXT_CLASSIFICATION}
 
 _BACKBONE = "base_model.shadow_backbone.default."
 _PROJECTION = "base_model.shadow_projection.default."
@@ -126,15 +126,15 @@ def adapter_task(config: dict, state_keys=(), base_architectures=()) -> tuple[st
     """
     task_type = config.get("task_type")
     if task_type:
-        if task_type not in PEFT_TASKS:
+        if task_type not in PEFT_TASK_TYPES.values():
             raise ConfigError(
                 f"the peft adapter has task_type {task_type!r}; shadow-edge exports "
-                f"{sorted(PEFT_TASKS)} (causal LM and sequence classification) only")
-        return PEFT_TASKS[task_type], True
+                f"{sorted(PEFT_TASK_TYPES.values())} (causal LM and sequence classification) only")
+        return normalize_task(task_type), True
     if any(k.startswith(_SHADOW_HEAD) for k in state_keys):
         return TEXT_CLASSIFICATION, True
     found = task_from_architectures(base_architectures)
-    return (PEFT_TASKS[found] if found else None), False
+    return (normalize_task(found) if found else None), False
 
 
 def adapter_task_of(folder: Path, base=None) -> str | None:

@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 SHADOW_CONFIG = "shadow_config.json"
 HF_CONFIG = "config.json"
 PROJECTION_MODEL_TYPE = "causal_lm_with_hidden_projection"
-_TASKS = {"CAUSAL_LM": TEXT_GENERATION, "SEQ_CLS": TEXT_CLASSIFICATION}
 
 
 def _check_task(requested: str | None, actual: str, what: str) -> str:
@@ -178,7 +177,7 @@ def _hf_folder_task(folder: Path, config: dict) -> str | None:
         return TEXT_GENERATION
     found = task_from_architectures(config.get("architectures"))
     if found:
-        return _TASKS[found]
+        return normalize_task(found)
     heads = {key.split(".", 1)[0] for key in weight_keys(folder)}
     if heads & set(CLASSIFIER_ATTRS):
         return TEXT_CLASSIFICATION
@@ -231,7 +230,7 @@ def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool)
             f"the base model {chosen} does not exist; pass the base folder with --base PATH_OR_ID"
         )
     found, evidence = checkpoint_task_type(folder, chosen)
-    found = _TASKS.get(found) if found else None
+    found = normalize_task(found) if found else None
     if task is None:
         task = found
     elif found is not None and task != found and evidence != FROM_BASE:
@@ -269,7 +268,7 @@ def recorded_task_of(folder: str | Path, base=None) -> str | None:
     folder = Path(folder)
     if (folder / SHADOW_CONFIG).is_file():
         found = checkpoint_task_type(folder, base)[0]
-        return _TASKS[found] if found else None
+        return normalize_task(found) if found else None
     if peft_format.is_adapter_folder(folder):
         return peft_format.adapter_task_of(folder, base)
     if (folder / HF_CONFIG).is_file():

@@ -23,8 +23,9 @@ from torch import nn
 
 from .config import MODULES_NAME, ShadowConfig
 from .errors import CheckpointError
+from .task_types import CLASSIFICATION, GENERATION, PEFT_TASK_TYPES
 
-CAUSAL_LM, SEQ_CLS = "CAUSAL_LM", "SEQ_CLS"
+CAUSAL_LM, SEQ_CLS = PEFT_TASK_TYPES[GENERATION], PEFT_TASK_TYPES[CLASSIFICATION]
 #: The task wrappers' ``head_names`` (tasks.py), as saved in shadow_modules.safetensors.
 HEADS = {CAUSAL_LM: ("lm_head", "shadow_lm_head"),
          SEQ_CLS: ("classifier_head", "shadow_classifier_head")}
