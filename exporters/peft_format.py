@@ -41,8 +41,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+import transformers
 from safetensors import SafetensorError, safe_open
 from torch import nn
+from transformers import AutoConfig, AutoModel, GenerationConfig
 
 from shadow_edge.backbone import get_backbone, input_embeddings_of, shrink_config
 from shadow_edge.checkpoint import read_safetensors
@@ -166,8 +168,6 @@ def _load_base(base, task: str, num_labels: int | None, lm_head_saved: bool,
     classifier is the adapter's ``shadow_head``, and a saved ``lm_head`` replaces the base's."""
     if isinstance(base, nn.Module):
         return base.eval()
-    import transformers
-
     kwargs = {"dtype": torch.float32, "trust_remote_code": trust_remote_code}
     auto = transformers.AutoModelForCausalLM
     if task == TEXT_CLASSIFICATION:
@@ -186,8 +186,6 @@ def _load_base(base, task: str, num_labels: int | None, lm_head_saved: bool,
 
 def _shadow_config_from_path(path: str, trust_remote_code: bool):
     """Config of an explicit ``shadow_model`` (a folder; a projected checkpoint's inner one)."""
-    from transformers import AutoConfig
-
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise CheckpointError(
@@ -202,8 +200,6 @@ def _shadow_config_from_path(path: str, trust_remote_code: bool):
 
 def _build_backbone(config: dict, base: nn.Module, trust_remote_code: bool) -> nn.Module:
     """A fresh (random) shadow backbone shaped as peft builds it."""
-    from transformers import AutoModel
-
     shadow_model = config.get("shadow_model") or "mirror"
     if shadow_model != "mirror":
         return AutoModel.from_config(_shadow_config_from_path(shadow_model, trust_remote_code),
@@ -257,10 +253,14 @@ def load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool) 
                               "pass the base with --base PATH_OR_ID (base=... in Python)")
     base_dir = Path(chosen) if isinstance(chosen, (str, Path)) and Path(chosen).is_dir() else None
     task = _settle_task(task, *adapter_task(config, state, _architectures(chosen)), folder)
-    head_rows = state.get(_SHADOW_HEAD + "weight")
+    head_weight = state.get(_SHADOW_HEAD + "weight")
+    if task == TEXT_CLASSIFICATION and (head_weight is None or head_weight.dim() != 2):
+        raise CheckpointError(f"the peft classifier adapter {folder} has no shadow classifier "
+                              f"({_SHADOW_HEAD}weight); {fix}")
     overrides = {k[len(_BASE):]: v for k, v in state.items()
                  if k.startswith(_BASE) and not _PER_BLOCK.search(k)}
-    base_model = _load_base(chosen, task, None if head_rows is None else int(head_rows.shape[0]),
+    num_labels = int(head_weight.shape[0]) if task == TEXT_CLASSIFICATION else None
+    base_model = _load_base(chosen, task, num_labels,
                             any(k.startswith("lm_head.") for k in overrides), trust_remote_code)
     _check_overrides(base_model, overrides, fix)
 
@@ -352,9 +352,6 @@ def _classifier_head(base_model: nn.Module, state: dict, fix: str) -> nn.Module:
     if not isinstance(base_head, nn.Linear):
         raise ExportError(f"{type(base_model).__name__} has no linear classifier head "
                           f"{CLASSIFIER_ATTRS}; only last-token-pooled linear classifiers export")
-    if not any(k.startswith(_SHADOW_HEAD) for k in state):
-        raise CheckpointError(f"the peft SEQ_CLS adapter has no shadow classifier "
-                              f"({_SHADOW_HEAD}weight); {fix}")
     head = copy.deepcopy(base_head)
     load_state_strict(head, {k[len(_SHADOW_HEAD):]: v for k, v in state.items()
                              if k.startswith(_SHADOW_HEAD)}, what="the peft shadow head", fix=fix)
@@ -381,8 +378,6 @@ def load_standalone(folder: Path, task: str | None, trust_remote_code: bool) -> 
             embeddings (``copy=False`` saves leave them out).
         ConfigError: ``task`` contradicts the head.
     """
-    from transformers import AutoConfig, AutoModel, GenerationConfig
-
     fix = ("re-save it with model.unload_shadow(copy=True).save_pretrained(...), or export the "
            "peft adapter folder with its base instead")
     config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)

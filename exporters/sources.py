@@ -19,12 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import transformers
 from torch import nn
 
+import shadow_edge
 from shadow_edge.backbone import input_embeddings_of
 from shadow_edge.errors import CheckpointError, ConfigError, ExportError
 from shadow_edge.hf_loading import LOAD_ERRORS, load_pretrained_strict
-from shadow_edge.task_inference import FROM_BASE, task_from_architectures
+from shadow_edge.task_inference import FROM_BASE, checkpoint_task_type, task_from_architectures
 
 from . import peft_format
 from .detached import DetachedShadow
@@ -192,8 +194,6 @@ def _load_hf_folder(folder: Path, config: dict, task: str | None,
     if recorded is not None:
         task = _check_task(task, recorded, str(folder))
     if config.get("model_type") == PROJECTION_MODEL_TYPE:
-        import shadow_edge
-
         try:  # strict itself (missing/unexpected keys and shapes are CheckpointErrors)
             model = shadow_edge.AutoModelForCausalLMWithHiddenProjection.from_pretrained(
                 str(folder), trust_remote_code=trust_remote_code)
@@ -201,20 +201,15 @@ def _load_hf_folder(folder: Path, config: dict, task: str | None,
             raise CheckpointError(f"cannot load the model in {folder}: {error}; the weights are "
                                   f"missing or corrupt - {fix}") from error
     else:
-        import transformers
-
         auto = (transformers.AutoModelForSequenceClassification if task == TEXT_CLASSIFICATION
                 else transformers.AutoModelForCausalLM)
-        model = load_pretrained_strict(auto, folder, what=f"its config.json ({auto.__name__})",
+        model = load_pretrained_strict(auto, folder, what="the architecture in its config.json",
                                        fix=fix, dtype=torch.float32,
                                        trust_remote_code=trust_remote_code)
     return from_hf_model(model, task=task, checkpoint=str(folder.absolute()), asset_dirs=[folder])
 
 
 def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool) -> Loaded:
-    import shadow_edge
-    from shadow_edge.task_inference import checkpoint_task_type
-
     shadow_config = read_json(folder / SHADOW_CONFIG)
     recorded = shadow_config.get("base_model_name_or_path")
     if base is None and not recorded:
@@ -263,8 +258,6 @@ def recorded_task_of(folder: str | Path, base=None) -> str | None:
     Raises:
         CheckpointError: a config file is unreadable.
     """
-    from shadow_edge.task_inference import checkpoint_task_type
-
     folder = Path(folder)
     if (folder / SHADOW_CONFIG).is_file():
         found = checkpoint_task_type(folder, base)[0]

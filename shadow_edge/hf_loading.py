@@ -121,8 +121,8 @@ def load_pretrained_strict(
         report.unexpected = [k for k in report.unexpected if k not in accepted]
     if report:
         raise CheckpointError(
-            f"The weights in {name_or_path} do not match {what} "
-            f"({type(model).__name__} built from its config.json): {report.describe()}; {fix}")
+            f"The weights in {name_or_path} do not match {what} ({type(model).__name__}): "
+            f"{report.describe()}; {fix}")
     return model
 
 
