@@ -15,14 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.grammar import count_token_ids
+from runtime.parity import REFERENCE_FILE, ParityReference, verify_folder
 from runtime.session import check_onnxruntime_version
-from shadow_edge.errors import ConfigError
+from runtime.tokenizer import Tokenizer
+from shadow_edge.errors import ConfigError, ParityError
 
 from . import onnx as onnx_export
 from . import package, sources
 from .detaching import Detached, detach, notify
-from .parity import PRECISIONS, ParityReport, check_parity
-from .quantization import convert_to_ort, model_opset, quantize
+from .parity import PRECISIONS, ParityReport, build_reference, gate, stored_probe_ids
+from .probes import read_calibration_text
+from .quantization import (
+    INT8_MIN_ONNXRUNTIME,
+    convert_to_ort,
+    model_opset,
+    quantization_record,
+    quantize,
+)
 from .spec import DEFAULT_OPSET, TEXT_GENERATION
 
 logger = logging.getLogger(__name__)
@@ -75,20 +84,59 @@ def _special_ids(detached: Detached) -> tuple:
                  if i is not None)
 
 
-def verify(onnx_path, checkpoint, *, precision: str | None = None, base=None,
+def _tokenizer(folders) -> Tokenizer | None:
+    """The tokenizer of the first folder in ``folders`` with a ``tokenizer.json``."""
+    for folder in folders:
+        if (Path(folder) / "tokenizer.json").is_file():
+            return Tokenizer.from_folder(folder)
+    return None
+
+
+def _calibration(calibration_text: str | Path | None) -> str | None:
+    """The calibration text: ``Path`` -> the file's text, ``str`` -> itself."""
+    if isinstance(calibration_text, Path):
+        return read_calibration_text(calibration_text)
+    if calibration_text is not None and not calibration_text.strip():
+        raise ConfigError("calibration_text is empty; pass text from your domain (or a Path)")
+    return calibration_text
+
+
+def _raise_if_failed(report: ParityReport, what: str) -> ParityReport:
+    if not report.passed:
+        failed = ", ".join(c.name for c in report.failures())
+        raise ParityError(f"the {report.precision} export does not match {what} ({failed}): "
+                          f"{report.summary()}. Re-export it, or try a higher precision",
+                          report.to_dict())
+    return report
+
+
+def verify(onnx_path, checkpoint=None, *, precision: str | None = None, base=None,
            task: str | None = None, raise_on_failure: bool = True,
            trust_remote_code: bool = False) -> ParityReport:
-    """Parity-check an ONNX file or export folder against its torch source.
+    """Re-run the parity gate on this machine.
 
-    ``onnx_path`` may be an export folder (task and precision come from its manifest) or a
-    ``.onnx`` file. ``checkpoint`` is the source (path, model or :class:`Detached`).
+    ``onnx_path`` is an export folder (task and precision from its manifest) or a ``.onnx``
+    file. Without ``checkpoint`` the folder's stored torch reference is used (no torch run;
+    :func:`runtime.parity.verify_folder`). With ``checkpoint`` (path, model or
+    :class:`Detached`) the reference is recomputed in torch on the stored probe ids (or on
+    fresh probes for a ``.onnx`` file or a folder without a reference).
 
     Raises:
         ParityError: a check failed and ``raise_on_failure`` (``error.report`` has details).
         ConfigError: the checkpoint records another task than the export folder's.
-        CheckpointError / runtime ``ModelFolderError``: unreadable checkpoint or folder.
+        runtime ``ModelFolderError``: unreadable folder, or no stored reference (without
+            ``checkpoint``).
+        CheckpointError: unreadable checkpoint.
     """
     path = Path(onnx_path)
+    if checkpoint is None:
+        if not path.is_dir():
+            raise ConfigError(f"{path} is not an export folder; pass the folder, or a "
+                              "checkpoint to compare the .onnx file with")
+        report = verify_folder(path)
+        return _raise_if_failed(report, "its stored torch reference") if raise_on_failure \
+            else report
+    probes, folders = None, [path.parent]
     if path.is_dir():
         from runtime.manifest import read_manifest
 
@@ -100,22 +148,40 @@ def verify(onnx_path, checkpoint, *, precision: str | None = None, base=None,
                 f"{path} is a {manifest.task} export, but {checkpoint} is a {recorded} "
                 "checkpoint; pass the checkpoint the folder was exported from"
             )
+        if (path / REFERENCE_FILE).is_file():
+            probes = stored_probe_ids(ParityReference.load(path / REFERENCE_FILE))
+        folders = [path]
         path = path / manifest.model_file
         precision = precision or manifest.precision
         task = task or manifest.task
     detached = checkpoint if isinstance(checkpoint, Detached) else load(
         checkpoint, base=base, task=task, trust_remote_code=trust_remote_code)
-    return _verify(path, detached, precision or "fp32", raise_on_failure=raise_on_failure)
+    reference = _reference(detached, precision or "fp32", probes=probes,
+                           tokenizer_dirs=folders + list(detached.asset_dirs))
+    return gate(path, reference, raise_on_failure=raise_on_failure)
+
+
+def _reference(detached: Detached, precision: str, *, calibration_text: str | None = None,
+               probes=None, tokenizer_dirs=None) -> ParityReference:
+    dirs = detached.asset_dirs if tokenizer_dirs is None else tokenizer_dirs
+    return build_reference(
+        detached.reference, task=detached.task, precision=precision,
+        vocab_size=int(detached.model.config.vocab_size),
+        pad_token_id=detached.tokens.pad_token_id, special_ids=_special_ids(detached),
+        tokenizer=_tokenizer(dirs) if probes is None else None,
+        calibration_text=calibration_text, probes=probes,
+    )
 
 
 def _verify(path: Path, detached: Detached, precision: str, *,
-            raise_on_failure: bool = True) -> ParityReport:
-    return check_parity(
-        path, detached.reference, task=detached.task, precision=precision,
-        vocab_size=int(detached.model.config.vocab_size),
-        pad_token_id=detached.tokens.pad_token_id, special_ids=_special_ids(detached),
-        raise_on_failure=raise_on_failure,
-    )
+            calibration_text: str | None = None) -> ParityReport:
+    """The export-time gate: build the reference, store it next to ``path``, check ``path``."""
+    reference = _reference(detached, precision, calibration_text=calibration_text)
+    stored = reference.save(path.parent / REFERENCE_FILE)
+    report = gate(path, reference)
+    report.reference = reference.summary(REFERENCE_FILE, stored.stat().st_size,
+                                         package.sha256_file(stored))
+    return report
 
 
 def _tokenizer_ids(folder: Path) -> int | None:
@@ -131,9 +197,22 @@ def _tokenizer_ids(folder: Path) -> int | None:
         return None
 
 
+def min_onnxruntime(precision: str, opset: int | None) -> str | None:
+    """The manifest's ``min_onnxruntime_version``: the opset's floor
+    (:func:`package.min_onnxruntime_version`), raised for int8's 8-bit embedding gather."""
+    floor = package.min_onnxruntime_version(opset)
+    if precision != "int8":
+        return floor
+    needed = ".".join(map(str, INT8_MIN_ONNXRUNTIME))
+    if floor is None:
+        return needed
+    as_tuple = tuple(int(part) for part in floor.split("."))
+    return floor if as_tuple >= INT8_MIN_ONNXRUNTIME else needed
+
+
 def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision: str,
               ort_file: str | None, folder: Path, parity: ParityReport | None,
-              no_verify_reason: str | None) -> dict:
+              no_verify_reason: str | None, keep_embeddings: bool = False) -> dict:
     dims = detached.model.dims()
     id2label = detached.model.id2label
     opset = model_opset(folder / MODEL_FILE)  # int4 raises it (quantization.py)
@@ -146,7 +225,7 @@ def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision
         "precision": precision,
         "opset": opset,
         # what other runtimes (optimum, onnxruntime-genai) need too; README "Runtimes"
-        "min_onnxruntime_version": package.min_onnxruntime_version(opset),
+        "min_onnxruntime_version": min_onnxruntime(precision, opset),
         "inputs": [s.to_dict() for s in exported.inputs],
         "outputs": [s.to_dict() for s in exported.outputs],
         "model": {
@@ -166,10 +245,11 @@ def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision
                    "base": detached.base, "kind": detached.kind},
         "detach": {"parameters": detached.parameters, "bytes": detached.bytes,
                    "fold_max_rel_diff": detached.fold_max_rel_diff},
-        "files": package.file_table(folder, skip=(MANIFEST_FILE,)),
+        "files": package.file_table(folder, skip=(MANIFEST_FILE, REFERENCE_FILE)),
         "tool_versions": package.tool_versions(),
         "verified": parity is not None and parity.passed,
         "parity": parity.to_dict() if parity is not None else None,
+        "quantization": quantization_record(precision, keep_embeddings),
     }
     if no_verify_reason:
         manifest["verified_reason"] = no_verify_reason
@@ -180,7 +260,8 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
            precision: str = "fp32", int4_keep_embeddings: bool = False, ort: bool = False,
            opset: int | None = None, force: bool = False, verify: bool = True,
            progress: Progress | None = None, external_data: bool | None = None,
-           trust_remote_code: bool = False) -> ExportResult:
+           trust_remote_code: bool = False,
+           calibration_text: str | Path | None = None) -> ExportResult:
     """Detach, export, quantize, verify and package ``checkpoint`` into ``output_dir``.
 
     Args:
@@ -201,9 +282,13 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         verify: run the parity gate (``False``: manifest says ``verified: false`` and why).
         progress: ``callback(stage, info)`` for stages load/fold/export/quantize/verify/write.
         external_data: force (True) / forbid (False) ``model.onnx.data``; default by size.
+        calibration_text: text from your domain that the parity gate also probes (a ``str``
+            is the text, a ``Path`` a UTF-8 file), next to the built-in English sample and
+            random ids (exporters/README.md, "Parity gate"). The weight-only int8/int4
+            schemes need no calibration of their own.
 
     Raises:
-        ConfigError: bad precision/task/option combination.
+        ConfigError: bad precision/task/option combination; unreadable calibration text.
         CheckpointError: the checkpoint or base cannot be loaded.
         ExportError: the output exists (without force) or is not writable; export failed.
         ParityError: the parity gate failed (nothing is written).
@@ -219,6 +304,9 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
                           f"--opset {onnx_export.MIN_OPSET} or newer")
     if verify:  # an old onnxruntime would fail the parity gate with wrong numbers, late
         check_onnxruntime_version(opset or DEFAULT_OPSET)
+    elif calibration_text is not None:
+        raise ConfigError("--calibration-text feeds the parity gate; drop it or drop --no-verify")
+    calibration = _calibration(calibration_text)
     output = package.check_output(output_dir, force=force)
     detached = load(checkpoint, base=base, task=task, trust_remote_code=trust_remote_code,
                     progress=progress)
@@ -238,7 +326,8 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         parity = None
         if verify:
             notify(progress, "verify", precision=precision)
-            parity = _verify(staging / MODEL_FILE, detached, precision)
+            parity = _verify(staging / MODEL_FILE, detached, precision,
+                             calibration_text=calibration)
         notify(progress, "write", output_dir=str(output), ort=ort)
         ort_file = None
         if ort:
@@ -251,9 +340,10 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         manifest = _manifest(detached, exported, precision=precision, ort_file=ort_file,
                              folder=staging, parity=parity,
                              no_verify_reason=None if verify else
-                             "exported with --no-verify: the parity gate was skipped")
+                             "exported with --no-verify: the parity gate was skipped",
+                             keep_embeddings=int4_keep_embeddings)
         if package.write_genai_config(staging, manifest):
-            manifest["files"] = package.file_table(staging, skip=(MANIFEST_FILE,))
+            manifest["files"] = package.file_table(staging, skip=(MANIFEST_FILE, REFERENCE_FILE))
         package.write_manifest(staging, manifest)
         files = {f.name: f.stat().st_size for f in sorted(staging.iterdir()) if f.is_file()}
     logger.info("export written to %s", output)
@@ -262,11 +352,13 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
 
 def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: bool = False,
                     checkpoint=None, base=None, force: bool = False,
-                    trust_remote_code: bool = False) -> ExportResult:
+                    trust_remote_code: bool = False,
+                    calibration_text: str | Path | None = None) -> ExportResult:
     """Quantize an existing fp32 export folder into a new folder (no torch export needed).
 
     The side files are copied, ``model.onnx`` is replaced by its ``precision`` version and
-    the manifest is updated. With ``checkpoint`` (the export's source) the parity gate runs;
+    the manifest is updated. With ``checkpoint`` (the export's source) the parity gate runs
+    (probing ``calibration_text`` too, as in :func:`export`) and its reference is stored;
     without it the manifest says ``verified: false`` and why.
 
     Raises:
@@ -280,6 +372,9 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
     if manifest["precision"] != "fp32" or manifest.get("ort_model_file"):
         raise ConfigError(f"{source} is a {manifest['precision']} export; quantize_export needs "
                           "a plain fp32 export folder (re-export with precision='fp32')")
+    if calibration_text is not None and checkpoint is None:
+        raise ConfigError("calibration_text feeds the parity gate, which needs checkpoint=")
+    calibration = _calibration(calibration_text)
     detached = None
     if checkpoint is not None:
         detached = checkpoint if isinstance(checkpoint, Detached) else load(
@@ -287,15 +382,18 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
     output = package.check_output(output_dir, force=force)
     with package.staged_output(output, force=force) as staging:
         for file in source.iterdir():
-            if file.is_file() and file.name not in (MANIFEST_FILE, MODEL_FILE, MODEL_FILE + ".data"):
+            if file.is_file() and file.name not in (MANIFEST_FILE, MODEL_FILE, REFERENCE_FILE,
+                                                    MODEL_FILE + ".data"):
                 shutil.copyfile(file, staging / file.name)
         quantize(source / MODEL_FILE, staging / MODEL_FILE, precision,
                                  keep_embeddings=keep_embeddings,
                                  external_data=(source / (MODEL_FILE + ".data")).exists())
-        parity = _verify(staging / MODEL_FILE, detached, precision) if detached else None
+        parity = _verify(staging / MODEL_FILE, detached, precision,
+                         calibration_text=calibration) if detached else None
         opset = model_opset(staging / MODEL_FILE)
         manifest.update(precision=precision, opset=opset,
-                        min_onnxruntime_version=package.min_onnxruntime_version(opset),
+                        min_onnxruntime_version=min_onnxruntime(precision, opset),
+                        quantization=quantization_record(precision, keep_embeddings),
                         verified=parity is not None and parity.passed,
                         parity=parity.to_dict() if parity is not None else None)
         if parity is None:
@@ -304,7 +402,7 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
         else:
             manifest.pop("verified_reason", None)
         package.write_genai_config(staging, manifest)  # also for fp32 folders from before it
-        manifest["files"] = package.file_table(staging, skip=(MANIFEST_FILE,))
+        manifest["files"] = package.file_table(staging, skip=(MANIFEST_FILE, REFERENCE_FILE))
         package.write_manifest(staging, manifest)
         files = {f.name: f.stat().st_size for f in sorted(staging.iterdir()) if f.is_file()}
     return ExportResult(output_dir=output, manifest=manifest, parity=parity, files=files)

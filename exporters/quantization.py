@@ -1,14 +1,22 @@
 """Quantize an fp32 export with onnxruntime's tools, and convert to the ORT mobile format.
 
-- ``int8``: ``quant_pre_process`` (symbolic shape inference + graph optimisation), then
-  ``quantize_dynamic`` with QInt8 weights, per-channel (MatMul -> MatMulInteger with
-  dynamically quantized activations; Gather embeddings are quantized too).
-- ``int4``: ``MatMulNBitsQuantizer``: 4-bit weights, block size 32, symmetric, for MatMul
-  and - unless ``keep_embeddings`` - the embedding Gather (quantized along the hidden axis).
-  ``accuracy_level`` 4: activations are quantized to int8 inside the 4-bit matmul.
+Both precisions are weight-only and block-wise (onnxruntime's ``MatMulNBitsQuantizer``):
+
+- ``int8``: 8-bit weights, block size 32, symmetric, ``accuracy_level`` 4 (activations are
+  quantized to int8 per row and block of 32 inside ``MatMulNBits``, so a row never depends on
+  its batch-mates), and the embedding table as an 8-bit ``GatherBlockQuantized`` (blocks of
+  32 along the hidden axis; onnxruntime's quantizer only writes 4-bit gathers, so the table
+  is packed here with onnxruntime's own 8-bit block kernel). Chosen by measurement over
+  ``quantize_dynamic`` (per-tensor u8 activations: saturates on x86 without VNNI and couples
+  the rows of a batch) and static QDQ S8S8 (exporters/README.md, "int8 schemes").
+- ``int4``: 4-bit weights, block size 32, symmetric, ``accuracy_level`` 4, for MatMul and -
+  unless ``keep_embeddings`` - the embedding Gather (quantized along the hidden axis).
 - ORT format: ``python -m onnxruntime.tools.convert_onnx_models_to_ort`` in a subprocess,
   writing ``model.ort`` and ``model.required_operators.config`` (the operator list a reduced
   mobile onnxruntime build needs, ``--include_ops_by_config``).
+
+GPT-2's Conv1D layers export as ``Gemm``; they are rewritten to ``MatMul`` + ``Add`` first so
+they shrink too.
 """
 
 from __future__ import annotations
@@ -25,12 +33,18 @@ from shadow_edge.errors import ConfigError, ExportError
 logger = logging.getLogger(__name__)
 
 QUANTIZED_PRECISIONS = ("int8", "int4")
-#: Node types ``quantize_dynamic`` rewrites. Its default list also maps ``Attention`` to the
-#: com.microsoft ``QAttention``, which is not the ONNX (opset 23) ``Attention`` operator.
-INT8_OP_TYPES = ("MatMul", "Gather")
-INT4_BLOCK_SIZE = 32
+BITS = {"int8": 8, "int4": 4}
+BLOCK_SIZE = 32
 #: 4-bit tensor types (the GatherBlockQuantized embedding table) exist from ONNX opset 21.
 INT4_MIN_OPSET = 21
+#: The oldest onnxruntime whose GatherBlockQuantized takes uint8 data with ``bits=8``
+#: (microsoft/onnxruntime#25214, released in 1.23); opset-23 exports need 1.24.1 anyway.
+INT8_MIN_ONNXRUNTIME = (1, 23, 0)
+# MatMulNBits ``accuracy_level`` 4: int8 activations in the n-bit matmul (the setting
+# onnxruntime-genai's builder uses on CPU). Measured on a 2-layer SmolLM2 shadow: int4 decode
+# 78 -> 106-150 tokens/s against no level (benchmarks/README.md); 8-bit weights without it
+# run ~50x slower than with it (0.9 vs 50 tokens/s, exporters/README.md).
+ACCURACY_LEVEL = 4
 # Models above this size are written with external data during quantization.
 EXTERNAL_DATA_THRESHOLD = 1 << 30
 
@@ -44,29 +58,69 @@ def _model_bytes(path: Path) -> int:
     return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
-def quantize_int8(source: Path, output: Path, *, external_data: bool | None = None) -> Path:
-    """Dynamic int8 (QInt8 weights, per channel). Returns ``output``."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def quantization_record(precision: str, keep_embeddings: bool = False) -> dict | None:
+    """What the manifest's ``quantization`` key records for ``precision`` (``None`` for
+    fp32): the method, bits, block size, symmetry, accuracy level and how the embedding table
+    is stored. The runtime reads ``method`` (:func:`runtime.cpu.uses_dynamic_int8`)."""
+    if precision not in QUANTIZED_PRECISIONS:
+        return None
+    return {"method": "MatMulNBits", "bits": BITS[precision], "block_size": BLOCK_SIZE,
+            "symmetric": True, "accuracy_level": ACCURACY_LEVEL,
+            "embeddings": "fp32" if keep_embeddings else
+            f"GatherBlockQuantized ({BITS[precision]}-bit)"}
 
-    large = _model_bytes(source) > EXTERNAL_DATA_THRESHOLD if external_data is None else external_data
-    with tempfile.TemporaryDirectory(prefix="shadow-edge-int8-") as work:
-        prepared = Path(work) / "prepared.onnx"
-        options = {"save_as_external_data": large, "all_tensors_to_one_file": True,
-                   "external_data_location": "prepared.onnx.data"}
-        try:
-            quant_pre_process(str(source), str(prepared), **options)
-        except (TypeError, KeyError, ValueError, AssertionError) as error:
-            # onnxruntime's symbolic shape inference does not know every op pattern the
-            # dynamo exporter emits (e.g. the pooling gather); ONNX shape inference suffices.
-            # Expected for classification graphs, hence info: the parity gate checks the result.
-            logger.info("symbolic shape inference failed (%s); pre-processing with ONNX shape "
-                        "inference only", error)
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, **options)
-        quantize_dynamic(str(prepared), str(output), weight_type=QuantType.QInt8,
-                         per_channel=True, use_external_data_format=large,
-                         op_types_to_quantize=list(INT8_OP_TYPES))
-    return output
+
+def quantize_gather_8bit(model, block_size: int = BLOCK_SIZE) -> int:
+    """Rewrite every ``Gather`` of a constant float32 table [V, H] (axis 0) in ``model`` (an
+    ``onnx.ModelProto``) as a com.microsoft ``GatherBlockQuantized`` with ``bits=8``, in place;
+    returns the number rewritten.
+
+    Blocks of ``block_size`` along H, symmetric: uint8 codes with onnxruntime's default zero
+    point 128 and one float32 scale per block, packed by ``quantize_matmul_8bits`` (the kernel
+    behind ``MatMulNBits`` 8-bit), so tables and matmuls round the same way. A table of
+    V x H floats becomes V x H bytes + V x ceil(H / block_size) scales (0.28x at block 32).
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+    from onnxruntime.capi._pybind_state import quantize_matmul_8bits
+
+    initializers = {t.name: t for t in model.graph.initializer}
+    nodes, rewritten, replaced = [], 0, set()
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        table = initializers.get(node.input[0]) if node.op_type == "Gather" else None
+        if table is None or attrs.get("axis", 0) != 0 or len(table.dims) != 2 or (
+                table.data_type != 1):  # TensorProto.FLOAT
+            nodes.append(node)
+            continue
+        weights = numpy_helper.to_array(table)
+        rows, width = weights.shape
+        blocks = -(-width // block_size)
+        packed = np.zeros((rows, blocks, block_size), np.uint8)
+        scales = np.zeros((rows, blocks), np.float32)
+        zero_points = np.zeros((rows, blocks), np.uint8)  # unused: symmetric
+        quantize_matmul_8bits(packed, np.ascontiguousarray(weights.T), scales, zero_points,
+                              block_size, rows, width, True)
+        codes = numpy_helper.from_array(
+            np.ascontiguousarray(packed.reshape(rows, blocks * block_size)[:, :width]),
+            f"{table.name}_Q8")
+        scale = numpy_helper.from_array(scales, f"{table.name}_scales")
+        model.graph.initializer.extend([codes, scale])
+        nodes.append(helper.make_node(
+            "GatherBlockQuantized", [codes.name, node.input[1], scale.name], list(node.output),
+            name=f"{node.name}_Q8", domain="com.microsoft", gather_axis=0, quantize_axis=1,
+            block_size=block_size, bits=8))
+        replaced.add(table.name)
+        rewritten += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    still_used = {name for node in model.graph.node for name in node.input}
+    kept = [t for t in model.graph.initializer if t.name not in replaced or t.name in still_used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    if rewritten and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return rewritten
 
 
 def gemm_to_matmul(model) -> int:
@@ -130,15 +184,11 @@ def model_opset(path: str | Path) -> int:
     return next(int(e.version) for e in model.opset_import if e.domain in ("", "ai.onnx"))
 
 
-# MatMulNBits ``accuracy_level`` 4: int8 activations in the 4-bit matmul (the setting
-# onnxruntime-genai's builder uses on CPU). Measured on a 2-layer SmolLM2 shadow: decode
-# 78 -> 106-150 tokens/s against no level (benchmarks/README.md).
-INT4_ACCURACY_LEVEL = 4
-
-
-def quantize_int4(source: Path, output: Path, *, keep_embeddings: bool = False,
-                  external_data: bool | None = None) -> Path:
-    """4-bit MatMulNBits (block 32, symmetric), embeddings too unless ``keep_embeddings``."""
+def quantize_nbits(source: Path, output: Path, bits: int, *, keep_embeddings: bool = False,
+                   external_data: bool | None = None, block_size: int = BLOCK_SIZE) -> Path:
+    """Block-wise ``bits``-bit weights (4 or 8; symmetric, accuracy level 4, blocks of
+    ``block_size``) for every MatMul with a constant weight and - unless ``keep_embeddings`` -
+    the embedding Gather. Returns ``output``."""
     import numpy as np
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import (
@@ -146,18 +196,22 @@ def quantize_int4(source: Path, output: Path, *, keep_embeddings: bool = False,
         MatMulNBitsQuantizer,
     )
 
-    ops = ("MatMul",) if keep_embeddings else ("MatMul", "Gather")
+    # onnxruntime's quantizer writes 4-bit gathers only; 8-bit tables: quantize_gather_8bit
+    ops = ("MatMul", "Gather") if bits == 4 and not keep_embeddings else ("MatMul",)
     config = DefaultWeightOnlyQuantConfig(
-        block_size=INT4_BLOCK_SIZE, is_symmetric=True, op_types_to_quantize=ops,
-        quant_axes=(("MatMul", 0), ("Gather", 1)), accuracy_level=INT4_ACCURACY_LEVEL,
+        block_size=block_size, is_symmetric=True, bits=bits, op_types_to_quantize=ops,
+        quant_axes=(("MatMul", 0), ("Gather", 1)), accuracy_level=ACCURACY_LEVEL,
     )
     model = onnx.load(str(source))
-    raise_opset(model, INT4_MIN_OPSET)
+    if bits == 4:
+        raise_opset(model, INT4_MIN_OPSET)
     if gemm_to_matmul(model):
-        logger.info("rewrote Gemm nodes as MatMul + Add for 4-bit quantization")
+        logger.info("rewrote Gemm nodes as MatMul + Add for %d-bit quantization", bits)
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)
     with np.errstate(divide="ignore", invalid="ignore"):  # all-zero blocks: scale 0 -> 0
         quantizer.process()
+    if bits == 8 and not keep_embeddings:
+        quantize_gather_8bit(quantizer.model.model, block_size)
     large = _model_bytes(source) > EXTERNAL_DATA_THRESHOLD if external_data is None else external_data
     quantizer.model.save_model_to_file(str(output), use_external_data_format=large)
     return output
@@ -179,11 +233,8 @@ def quantize(source: str | Path, output: str | Path, precision: str, *,
     output.parent.mkdir(parents=True, exist_ok=True)
     logger.info("quantizing %s to %s", source, precision)
     try:
-        if precision == "int8":
-            quantize_int8(source, output, external_data=external_data)
-        else:
-            quantize_int4(source, output, keep_embeddings=keep_embeddings,
-                          external_data=external_data)
+        quantize_nbits(source, output, BITS[precision], keep_embeddings=keep_embeddings,
+                       external_data=external_data)
     except (RuntimeError, ValueError, KeyError, OSError) as error:
         raise ExportError(f"{precision} quantization of {source} failed: {error}; try another "
                           "precision or report the model") from error

@@ -33,6 +33,7 @@ _LAZY = {
     "OnnxRuntimeVersionError": "errors",
     "GrammarError": "errors",
     "MissingDependencyError": "errors",
+    "verify_folder": "parity",
 }
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "info",
     "load",
     "read_manifest",
+    "verify_folder",
     "write_manifest",
 ]
 

@@ -24,6 +24,7 @@ import numpy as np
 from .chat import render_chat
 from .classification import Classification, ClassifierRunner
 from .constraint import GrammarCompiler
+from .cpu import warn_if_int8_can_saturate
 from .errors import InvalidSettingError, ModelFolderError, PromptTooLongError
 from .generation import (
     GenerationResult,
@@ -210,12 +211,10 @@ class ShadowGenerator(_ShadowModel):
             prompt: a string, chat messages ([{"role", "content"}...]) or token ids (a list or
                 a 1-D integer numpy array); or a list of those (or a 2-D id array) for a
                 left-padded batch. Each row equals running it alone, also when sampling with
-                a seed (every row gets its own generator seeded with ``seed``). Exception:
-                int8 exports quantize activations with one dynamic scale per tensor, shared
-                by the whole batch, so batch-mates move a row's logits slightly (measured on
-                a 2-layer SmolLM2 shadow: up to 4.4 on a logit scale of 77, one argmax in
-                three changed); call row by row when int8 results must not depend on the
-                batch.
+                a seed (every row gets its own generator seeded with ``seed``), at every
+                precision: int8 and int4 quantize activations per row and block of 32. (int8
+                exports from ``quantize_dynamic``, written before the block-wise int8, share
+                one activation scale per batch; loading one warns on x86 without VNNI.)
             max_new_tokens: upper bound on generated tokens (>= 1).
             do_sample, temperature, top_k, top_p, repetition_penalty, seed: see
                 :mod:`runtime.sampling` (default: greedy).
@@ -312,9 +311,8 @@ class ShadowClassifier(_ShadowModel):
     ) -> Classification | list[Classification]:
         """Classify one text (returns one result) or a list of texts (returns a list).
 
-        Texts are run ``batch_size`` at a time (right-padded). As for generation, an int8
-        export's results can shift slightly with the batch (one dynamic activation scale
-        per batch); ``batch_size=1`` makes them independent of it.
+        Texts are run ``batch_size`` at a time (right-padded); each text's result equals
+        classifying it alone, at every precision (see :meth:`ShadowGenerator.generate`).
 
         Raises:
             InvalidSettingError: empty text or bad batch_size; PromptTooLongError: a text
@@ -373,6 +371,7 @@ def load(
     manifest = read_manifest(folder)
     check_files(folder, manifest, hashes=verify_hashes)
     check_onnxruntime_version(manifest.opset)
+    warn_if_int8_can_saturate(manifest.precision, manifest.extra.get("quantization"), str(folder))
     model_file = manifest.model_file
     if use_ort_format:
         if not manifest.ort_model_file:

@@ -2,8 +2,9 @@
 
 ``export`` turns a ShadowPEFT checkpoint (or a standalone shadow model folder) into an
 export folder (ONNX, optionally int8/int4 and .ort) and gates it on parity. ``verify``
-re-runs the parity check on a folder later, e.g. after copying it to a device.
-Both import torch (through ``exporters``) only inside the command.
+re-runs the parity gate on a folder later, on the machine where it runs: against the torch
+reference stored in the folder (``runtime`` only, so it works on a device without torch),
+or with ``--against CKPT`` against the checkpoint (imports torch through ``exporters``).
 """
 
 from __future__ import annotations
@@ -107,6 +108,19 @@ def print_summary(summary: dict[str, Any], *, title: str) -> None:
         out.print(parity)
     if not summary["verified"]:
         out.print("not verified (--no-verify): run 'shadow-edge verify OUT --against CKPT'")
+    elif summary["parity"] and summary["parity"].get("platform"):
+        out.print(f"parity measured on {platform_note(summary['parity']['platform'])}",
+                  markup=False)
+
+
+def platform_note(platform: dict[str, Any] | None) -> str:
+    """One line naming where a parity report was measured (pure)."""
+    if not platform:
+        return "an unrecorded machine"
+    flags = ", ".join(platform.get("cpu_flags") or []) or "no flags known"
+    cpu = f"{platform['cpu']}, " if platform.get("cpu") else ""
+    return (f"{platform.get('machine')} ({cpu}{flags}), onnxruntime "
+            f"{platform.get('onnxruntime')}")
 
 
 def export_command(
@@ -118,7 +132,8 @@ def export_command(
         "--onnx", help="Export to ONNX. ONNX is the only format, so this is always on; the "
         "flag is accepted as in optimum-cli.")] = False,
     int8: Annotated[bool, typer.Option(
-        "--int8", help="Quantize weights to int8 (dynamic, per channel).")] = False,
+        "--int8", help="Quantize weights and embeddings to 8 bits (block-wise, MatMulNBits; "
+        "exact per row on every CPU).")] = False,
     int4: Annotated[bool, typer.Option(
         "--int4", help="Quantize MatMul weights to int4 (MatMulNBits, block 32), embeddings "
         "included.")] = False,
@@ -139,6 +154,10 @@ def export_command(
     verify: Annotated[bool, typer.Option(
         "--verify/--no-verify", help="Gate the export on parity with the torch model (on by "
         "default; --no-verify skips it and says so in the manifest).")] = True,
+    calibration_text: Annotated[Path | None, typer.Option(
+        "--calibration-text", help="A UTF-8 text file from your domain; the parity gate "
+        "probes windows of it besides its built-in English sample and random ids.",
+        show_default=False, exists=True, dir_okay=False)] = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -150,6 +169,9 @@ def export_command(
     """
     precision = choose_precision(int8, int4, int4_keep_embeddings)
     del onnx  # ONNX is the only format
+    if calibration_text is not None and not verify:
+        raise usage_error("--calibration-text feeds the parity gate, which --no-verify skips. "
+                          "Drop one of them.", param_hint="'--calibration-text'")
     if output.exists() and not force:
         raise usage_error(f"'{output}' already exists. Pass --force to replace it, or choose "
                           "another -o.", param_hint="'-o'")
@@ -161,7 +183,7 @@ def export_command(
             checkpoint, output, base=base, task=task.value if task else None,
             precision=precision, int4_keep_embeddings=int4_keep_embeddings, ort=ort,
             opset=opset, force=force, verify=verify, trust_remote_code=trust_remote_code,
-            progress=progress,
+            progress=progress, calibration_text=calibration_text,
         )
     summary = summarize(output)
     if as_json:
@@ -172,24 +194,31 @@ def export_command(
 
 def verify_command(
     model_dir: ModelDirArg,
-    against: Annotated[Path, typer.Option(
-        "--against", help="The checkpoint the folder was exported from.", show_default=False,
-        exists=True)],
+    against: Annotated[Path | None, typer.Option(
+        "--against", help="The checkpoint the folder was exported from: recompute the "
+        "reference in torch. Default: the torch reference stored in the folder (no torch "
+        "needed).", show_default=False, exists=True)] = None,
     base: BaseOpt = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-check an export folder against its checkpoint.
+    """Re-run an export folder's parity gate on this machine.
 
-    Re-runs the parity check (e.g. after copying the folder to a device); exit code 1 when
-    it fails.
+    Without --against it compares with the torch reference stored at export time, using the
+    runtime only (works on a device without torch). Exit code 1 when a check fails.
     """
-    from exporters.api import verify
     from shadow_edge.errors import ParityError
 
-    console.quiet_transformers()
-    report = verify(model_dir, against, base=base, raise_on_failure=False,
-                    trust_remote_code=trust_remote_code).to_dict()
+    if against is None:
+        from runtime.parity import verify_folder
+
+        report = verify_folder(model_dir).to_dict()
+    else:
+        from exporters.api import verify
+
+        console.quiet_transformers()
+        report = verify(model_dir, against, base=base, raise_on_failure=False,
+                        trust_remote_code=trust_remote_code).to_dict()
     if as_json:
         console.echo_json(report)
     else:
@@ -202,11 +231,15 @@ def verify_command(
             table.add_column(col)
         for row in parity_rows(report):
             console.add_row(table, *row)
-        console.out().print(table)
+        out = console.out()
+        out.print(table)
+        out.print(f"measured on {platform_note(report.get('platform'))}", markup=False)
     if not report["passed"]:
         failed = [row[0] for row in parity_rows(report) if row[1] == "FAIL"]
+        what = f"'{against}'" if against is not None else "its stored torch reference"
+        fix = (f"Re-export it with 'shadow-edge export {against} -o OUT --force'"
+               if against is not None else "Re-export it, or export at a higher precision")
         raise ParityError(
-            f"parity check failed ({', '.join(failed)}): '{model_dir}' does not match "
-            f"'{against}'. Re-export it with 'shadow-edge export {against} -o OUT --force'.",
-            report,
+            f"parity check failed ({', '.join(failed)}): '{model_dir}' does not match {what} "
+            f"on this machine. {fix}.", report,
         )

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from exporters.spec import DEFAULT_OPSET
 from shadow_edge.cli import app
-from shadow_edge.cli.export import parity_rows
+from shadow_edge.cli.export import parity_rows, platform_note
 from shadow_edge.cli.progress import stage_note
 from tests.cli.conftest import assert_one_line_error
 
@@ -88,6 +88,46 @@ def test_export_json_int8_ort_and_summary_matches_the_manifest(tiny_checkpoints,
     assert from_ort.stdout == from_onnx.stdout
 
 
+def test_calibration_text_becomes_a_gated_probe_set(tiny_checkpoints, tiny_exports, reuse_onnx,
+                                                    tmp_path):
+    reuse_onnx.source = tiny_exports["lm"] / "model.onnx"
+    text = tmp_path / "domain.txt"
+    text.write_text("dim the hallway lights to forty percent\nopen the garage door\n" * 3)
+    out = tmp_path / "int8"
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o", str(out),
+                                 "--int8", "--calibration-text", str(text), "--json"])
+    assert result.exit_code == 0, result.output
+    parity = json.loads((out / "shadow_edge.json").read_text())["parity"]
+    assert parity["reference"]["probes"] == {"text": [2, 32], "calibration": [2, 32],
+                                             "random_ids": [1, 32]}
+    names = {c["name"] for c in parity["checks"]}
+    assert {"top1_agreement_calibration", "mean_logit_cosine_calibration"} <= names
+    verified = runner.invoke(app, ["verify", str(out), "--json"])  # stored probes: same sets
+    assert verified.exit_code == 0, verified.output
+    assert {c["name"] for c in json.loads(verified.stdout)["checks"]} == names
+
+
+def test_calibration_text_needs_the_gate(tiny_checkpoints, tmp_path):
+    text = tmp_path / "domain.txt"
+    text.write_text("open the garage door")
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o",
+                                 str(tmp_path / "o"), "--calibration-text", str(text),
+                                 "--no-verify"])
+    assert_one_line_error(result, 2, "--calibration-text", "--no-verify")
+    assert _siblings(tmp_path) == ["domain.txt"]
+
+
+def test_too_short_calibration_text_is_a_config_error(tiny_checkpoints, tiny_exports,
+                                                      reuse_onnx, tmp_path):
+    reuse_onnx.source = tiny_exports["lm"] / "model.onnx"
+    text = tmp_path / "domain.txt"
+    text.write_text("hi")
+    result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o",
+                                 str(tmp_path / "o"), "--int8", "--calibration-text", str(text)])
+    assert_one_line_error(result, 2, "longer --calibration-text")
+    assert _siblings(tmp_path) == ["domain.txt"]
+
+
 def test_int8_with_int4_is_a_usage_error(tiny_checkpoints, tmp_path):
     result = runner.invoke(app, ["export", str(tiny_checkpoints["lm"]), "-o",
                                  str(tmp_path / "o"), "--int8", "--int4"])
@@ -162,6 +202,22 @@ class TestVerify:
         assert report["passed"] is True and report["precision"] == "fp32"
         assert all(check["passed"] for check in report["checks"])
 
+    def test_verify_without_against_uses_the_stored_reference(self, tiny_exports):
+        result = runner.invoke(app, ["verify", str(tiny_exports["lm"])])
+        assert result.exit_code == 0, result.output
+        assert "greedy_tokens_identical" in result.stdout
+        assert "measured on " in result.stdout and "onnxruntime" in result.stdout
+        report = json.loads(runner.invoke(app, ["verify", str(tiny_exports["cls"]),
+                                                "--json"]).stdout)
+        assert report["passed"] is True and report["task"] == "text-classification"
+        assert report["platform"]["onnxruntime"] and report["reference"]["bytes"] > 0
+
+    def test_verify_without_a_stored_reference_names_against(self, tiny_exports, tmp_path):
+        folder = shutil.copytree(tiny_exports["lm"], tmp_path / "old")
+        (folder / "parity_reference.npz").unlink()
+        result = runner.invoke(app, ["verify", str(folder)])
+        assert_one_line_error(result, 1, "no parity reference", "--against CKPT")
+
     def test_verify_against_a_checkpoint_of_another_task(self, tiny_exports,
                                                          tiny_checkpoints):
         result = runner.invoke(app, ["verify", str(tiny_exports["lm"]), "--against",
@@ -182,6 +238,15 @@ class TestVerify:
                                      str(changed)])
         line = assert_one_line_error(result, 1, "parity check failed", "Re-export")
         assert "FAIL" in result.stdout and line
+
+
+def test_platform_note_is_pure():
+    platform = {"machine": "aarch64", "cpu": None, "cpu_flags": ["asimd", "asimddp"],
+                "onnxruntime": "1.32.0", "python": "3.11.7"}
+    assert platform_note(platform) == "aarch64 (asimd, asimddp), onnxruntime 1.32.0"
+    assert platform_note({**platform, "cpu": "AMD EPYC", "cpu_flags": []}) == (
+        "aarch64 (AMD EPYC, no flags known), onnxruntime 1.32.0")
+    assert platform_note(None) == "an unrecorded machine"
 
 
 def test_parity_rows_and_stage_notes_are_pure():

@@ -72,6 +72,15 @@ def test_generate_classify_info_run_without_torch(tiny_exports):
     assert json.loads(info.stdout)["manifest"]["task"] == "text-generation"
 
 
+def test_verify_reruns_the_stored_gate_without_torch(tiny_exports):
+    """Why: a device without torch must be able to check an export where it will run."""
+    for kind in ("lm", "cls"):
+        proc = run_blocked("verify", str(tiny_exports[kind]), "--json")
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["passed"] is True and report["platform"]["machine"]
+
+
 def test_export_without_torch_names_the_extra_to_install(tiny_checkpoints, tmp_path):
     """Why: on the base install, exporters is present but torch is not."""
     blocked = tuple(m for m in BLOCKED if m != "exporters")

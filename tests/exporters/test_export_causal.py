@@ -45,7 +45,7 @@ def test_folder_has_the_design_layout_and_a_valid_manifest(case):
     folder = case.folder
     expected = {"model.onnx", "config.json", "generation_config.json", "genai_config.json",
                 "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                "shadow_edge.json"}
+                "shadow_edge.json", "parity_reference.npz"}
     if case.arch == "gpt2":  # the external-data path, forced
         expected.add("model.onnx.data")
     assert {p.name for p in folder.iterdir()} == expected
@@ -89,10 +89,14 @@ def test_parity_report_meets_the_fp32_gate(case):
     parity = read_manifest(case.folder).parity
     checks = {c["name"]: c for c in parity["checks"]}
     assert set(checks) == {"logits_max_abs_diff", "kv_cache_max_abs_diff",
+                           "logits_max_abs_diff_random_ids", "kv_cache_max_abs_diff_random_ids",
                            "left_padding_max_abs_diff", "greedy_tokens_identical"}
+    assert parity["reference"]["probes"] == {"text": [2, 8], "random_ids": [1, 8]}
+    assert parity["reference"]["logits_dtype"] == "float32"
     scale = parity["logit_scale"]
     assert scale > 1.0  # peaked logits: the 1e-4 relative gate is meaningful
-    for name in ("logits_max_abs_diff", "kv_cache_max_abs_diff", "left_padding_max_abs_diff"):
+    for name in ("logits_max_abs_diff", "kv_cache_max_abs_diff", "left_padding_max_abs_diff",
+                 "logits_max_abs_diff_random_ids", "kv_cache_max_abs_diff_random_ids"):
         assert checks[name]["threshold"] == pytest.approx(1e-4 * scale)
         assert checks[name]["value"] <= 1e-5 * scale  # measured: ~1e-7 relative
     assert checks["greedy_tokens_identical"]["value"] == 32
@@ -148,7 +152,8 @@ def test_quantized_shadow_of_each_architecture(case, precision, tmp_path):
     result = quantize_export(case.folder, tmp_path / precision, precision,
                              checkpoint=None if int4 else case.model, keep_embeddings=int4)
     folder = result.output_dir
-    assert {p.name for p in folder.iterdir()} == {p.name for p in case.folder.iterdir()}
+    unchecked = {"parity_reference.npz"} if int4 else set()  # no gate ran: no reference
+    assert {p.name for p in folder.iterdir()} == {p.name for p in case.folder.iterdir()} - unchecked
     manifest = read_manifest(folder)
     check_files(folder, manifest, hashes=True)
     assert (manifest.task, manifest.precision, manifest.verified) == (TASK, precision, not int4)

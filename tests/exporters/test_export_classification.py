@@ -31,7 +31,7 @@ def torch_model():
 def test_folder_and_manifest(folder):
     assert {p.name for p in folder.iterdir()} == {
         "model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json",
-        "special_tokens_map.json", "shadow_edge.json"}
+        "special_tokens_map.json", "shadow_edge.json", "parity_reference.npz"}
     manifest = read_manifest(folder)
     check_files(folder, manifest, hashes=True)
     assert manifest.task == TASK and manifest.verified

@@ -45,6 +45,16 @@ def _ops(path) -> set[str]:
     return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
+def _bits(path) -> dict[str, set[int]]:
+    """{op_type: {bits attribute values}} of the n-bit operators in ``path``."""
+    found: dict[str, set[int]] = {}
+    for node in onnx.load(str(path)).graph.node:
+        for attr in node.attribute:
+            if attr.name == "bits":
+                found.setdefault(node.op_type, set()).add(attr.i)
+    return found
+
+
 def _size(path) -> int:
     return path.stat().st_size
 
@@ -59,7 +69,12 @@ def test_quantized_files_meet_the_size_targets(models):
 
 
 def test_quantized_graphs_use_the_expected_operators(models):
-    assert "MatMulInteger" in _ops(models["int8"]) and "DynamicQuantizeLinear" in _ops(models["int8"])
+    """int8 is block-wise 8-bit weights and embeddings, no dynamic (per-tensor) activations."""
+    int8 = _ops(models["int8"])
+    assert {"MatMulNBits", "GatherBlockQuantized"} <= int8
+    assert not int8 & {"MatMulInteger", "DynamicQuantizeLinear", "Gather", "MatMul"}
+    assert _bits(models["int8"]) == {"MatMulNBits": {8}, "GatherBlockQuantized": {8}}
+    assert _bits(models["int4"]) == {"MatMulNBits": {4}}  # the 4-bit gather: default bits
     int4 = _ops(models["int4"])
     assert "MatMulNBits" in int4 and "GatherBlockQuantized" in int4 and "Gather" not in int4
     keep = _ops(models["int4-keep"])
@@ -77,6 +92,36 @@ def test_quantized_parity_passes_the_documented_thresholds(models, torch_model, 
     assert checks["mean_logit_cosine"].value >= limits["mean_logit_cosine"]
     assert checks["left_padding_min_cosine"].value >= limits["padding_cosine"]
     assert checks["mean_logit_cosine"].value < 1.0  # it really is quantized
+
+
+@pytest.mark.parametrize("width", [64, 40])  # 40: a partial last block
+def test_8bit_embedding_table_is_exact_to_half_a_quantization_step(tmp_path, width):
+    """Why: onnxruntime's quantizer writes 4-bit gathers only, so the 8-bit table is packed
+    here (with onnxruntime's 8-bit block kernel); onnxruntime must read it back as written."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from exporters.quantization import BLOCK_SIZE, quantize_gather_8bit
+
+    table = np.random.default_rng(0).normal(0, 0.05, (10, width)).astype(np.float32)
+    table[3, :BLOCK_SIZE] = 0.0  # an all-zero block
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["out"], axis=0)], "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, width])],
+        [numpy_helper.from_array(table, "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    assert quantize_gather_8bit(model) == 1
+    assert [t.name for t in model.graph.initializer] == ["table_Q8", "table_scales"]
+    onnx.save(model, tmp_path / "m.onnx")
+    ids = np.array([3, 0, 9, 3])
+    out = session(tmp_path / "m.onnx").run(None, {"ids": ids})[0]
+    blocks = -(-width // BLOCK_SIZE)
+    padded = np.zeros((10, blocks * BLOCK_SIZE), np.float32)
+    padded[:, :width] = table
+    step = np.abs(padded.reshape(10, blocks, BLOCK_SIZE)).max(-1) / 128  # symmetric, [-128, 127]
+    bound = np.repeat(step / 2, BLOCK_SIZE, axis=1)[:, :width] + 1e-7
+    assert (np.abs(out - table[ids]) <= bound[ids]).all()
+    assert (out[0, :BLOCK_SIZE] == 0).all()
 
 
 def test_fp32_file_passes_the_fp32_gate(models, torch_model):
@@ -99,7 +144,11 @@ def test_int8_pipeline_with_ort_format(torch_model, models, reuse_onnx, tmp_path
     check_files(folder, manifest, hashes=True)
     assert (manifest.precision, manifest.ort_model_file, manifest.verified) == ("int8", "model.ort", True)
     assert manifest.parity["precision"] == "int8"
-    assert "MatMulInteger" in (folder / "model.required_operators.config").read_text()
+    assert manifest.extra["quantization"] == {
+        "method": "MatMulNBits", "bits": 8, "block_size": 32, "symmetric": True,
+        "accuracy_level": 4, "embeddings": "GatherBlockQuantized (8-bit)"}
+    operators = (folder / "model.required_operators.config").read_text()
+    assert "MatMulNBits" in operators and "GatherBlockQuantized" in operators
     # the .ort file runs in onnxruntime and agrees with model.onnx
     onnx_model = OnnxCausalLM(folder / "model.onnx")
     ort_model = OnnxCausalLM(folder / "model.onnx")
@@ -155,8 +204,9 @@ def test_quantized_classifier_passes_its_gate(exports, tmp_path):
     int8 = quantize(folder / "model.onnx", tmp_path / "model.onnx", "int8")
     report = verify(int8, torch_model, precision="int8", task="text-classification")
     assert report.passed
-    assert {c.name for c in report.checks} == {"argmax_agreement", "mean_logit_cosine",
-                                               "padding_min_cosine"}
+    assert {c.name for c in report.checks} == {
+        "argmax_agreement", "mean_logit_cosine", "padding_min_cosine",
+        "argmax_agreement_random_ids", "mean_logit_cosine_random_ids"}
 
 
 def test_bad_quantization_options_are_config_errors(models, tmp_path):
