@@ -127,11 +127,14 @@ def build_probes(task: str, precision: str, *, vocab_size: int, tokenizer=None,
         rows, seq, _ = shapes[TEXT]
         probes[TEXT] = random_ids(vocab_size, rows, seq, seed=1, avoid=special_ids)
     else:
+        def encode(text: str) -> list[int]:  # ids past the model's vocabulary have no row
+            return [i for i in tokenizer.encode(text) if i < vocab_size]
+
         rows, seq, _ = shapes[TEXT]
-        probes[TEXT] = text_windows(tokenizer.encode(SAMPLE_TEXT), rows, seq)
+        probes[TEXT] = text_windows(encode(SAMPLE_TEXT), rows, seq)
         if calibration_text is not None:
             rows, seq, _ = shapes[CALIBRATION]
-            probes[CALIBRATION] = text_windows(tokenizer.encode(calibration_text), rows, seq)
+            probes[CALIBRATION] = text_windows(encode(calibration_text), rows, seq)
     rows, seq, _ = shapes[RANDOM_IDS]
     probes[RANDOM_IDS] = random_ids(vocab_size, rows, seq, avoid=special_ids)
     return probes

@@ -263,3 +263,13 @@ def test_external_data_decision():
     assert use_external_data(10, external_data=True) is True
     assert use_external_data(3 << 30, external_data=False) is False
     assert use_external_data(2000, threshold=1000) is True
+
+
+def test_int8_raises_the_recorded_onnxruntime_floor_for_its_8bit_gather():
+    """Why: the 8-bit GatherBlockQuantized exists from onnxruntime 1.23 only."""
+    from exporters.api import min_onnxruntime
+
+    assert min_onnxruntime("int8", 18) == "1.23.0"
+    assert min_onnxruntime("int8", 23) == "1.24.1"
+    assert min_onnxruntime("int4", 21) == "1.20.0"
+    assert min_onnxruntime("fp32", 23) == "1.24.1"
