@@ -173,6 +173,12 @@ def _reference(detached: Detached, precision: str, *, calibration_text: str | No
     )
 
 
+def _embedding_rows(detached: Detached) -> int:
+    """Ids the exported graph takes: the input embedding's rows (and the vocabulary)."""
+    rows = detached.model.backbone.get_input_embeddings().num_embeddings
+    return min(int(rows), detached.model.dims().vocab_size)
+
+
 def _verify(path: Path, detached: Detached, precision: str, *,
             calibration_text: str | None = None) -> ParityReport:
     """The export-time gate: build the reference, store it next to ``path``, check ``path``."""
@@ -235,6 +241,7 @@ def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision
             "max_position_embeddings": dims.max_position_embeddings,
             "num_labels": dims.num_labels,
             "id2label": {str(k): v for k, v in sorted(id2label.items())} if id2label else None,
+            "problem_type": detached.model.problem_type,
         },
         "tokens": {"eos_token_id": detached.tokens.eos_token_id,
                    "pad_token_id": detached.tokens.pad_token_id,
@@ -310,6 +317,7 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
     output = package.check_output(output_dir, force=force)
     detached = load(checkpoint, base=base, task=task, trust_remote_code=trust_remote_code,
                     progress=progress)
+    package.check_tokenizer_fits(detached.asset_dirs, _embedding_rows(detached))
     with package.staged_output(output, force=force) as staging:
         work = staging / ".work"
         fp32_dir = staging if precision == "fp32" else work
@@ -333,7 +341,8 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         if ort:
             ort_file = convert_to_ort(staging / MODEL_FILE)[0].name
         package.write_model_config(detached.model.config, staging,
-                                   id2label=detached.model.id2label)
+                                   id2label=detached.model.id2label,
+                                   problem_type=detached.model.problem_type)
         if detached.task == TEXT_GENERATION:
             package.write_generation_config(detached.asset_dirs, staging, detached.tokens)
         package.copy_tokenizer(detached.asset_dirs, staging)

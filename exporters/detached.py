@@ -2,7 +2,8 @@
 
 This is the model that goes to the edge (FORMAT.md, "shadow_only" mode, step 6). It is a
 plain ``nn.Module`` so it can be traced by ``torch.onnx.export`` and used as a torch
-reference. Positions follow DESIGN.md: ``position_ids = cumsum(attention_mask) - 1``,
+reference. Positions and last-token pooling are the core's (``shadow_edge.pooling``), so
+the graph computes what training did: ``position_ids = cumsum(attention_mask) - 1``,
 clipped at 0 on padding, so left padding gives the same logits as the unpadded row.
 """
 
@@ -15,33 +16,11 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from shadow_edge.pooling import pool_last_token, positions_from_mask
+
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, ModelDims, architecture_spec
 
 logger = logging.getLogger(__name__)
-
-
-def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """``cumsum(attention_mask) - 1`` clipped at 0: int64 [batch, total_sequence_length]."""
-    mask = attention_mask.to(torch.int64)
-    return (mask.cumsum(-1) - 1).clamp(min=0)
-
-
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last non-padding token per row, for left or right padding: int64 [batch].
-
-    Computed as ``max(arange(seq) * mask)`` (ONNX: Mul + ReduceMax on int64, no ArgMax), so a
-    fully padded row pools position 0.
-    """
-    mask = attention_mask.to(torch.int64)
-    positions = torch.arange(mask.shape[-1], dtype=torch.int64, device=mask.device)
-    return (positions * mask).amax(dim=-1)
-
-
-def pool_last_token(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """[batch, seq, hidden] -> [batch, hidden] at :func:`last_token_index` (GatherElements)."""
-    index = last_token_index(attention_mask)
-    index = index.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
-    return torch.gather(hidden, 1, index).squeeze(1)
 
 
 def cache_argument(backbone: nn.Module) -> str:
@@ -69,6 +48,7 @@ class DetachedShadow(nn.Module):
         projection: bias-free ``nn.Linear(Hs, H)`` or ``None``; :func:`exporters.detaching.fold`
             folds it into the head.
         id2label: class names for classification.
+        problem_type: the classifier's ``config.problem_type`` (how the runtime scores).
 
     ``forward(input_ids, attention_mask, position_ids=None, cache=None)`` returns
     ``(logits, cache)``: logits float32 [batch, seq, V] for text-generation, [batch,
@@ -83,6 +63,7 @@ class DetachedShadow(nn.Module):
         task: str,
         projection: nn.Linear | None = None,
         id2label: dict[int, str] | None = None,
+        problem_type: str | None = None,
     ):
         super().__init__()
         self.backbone = backbone
@@ -90,6 +71,7 @@ class DetachedShadow(nn.Module):
         self.head = head
         self.task = task
         self.id2label = dict(id2label) if id2label else None
+        self.problem_type = problem_type
         self._cache_arg = cache_argument(backbone)
 
     @property

@@ -104,7 +104,7 @@ def fold(model: DetachedShadow, *, tolerance: float = FOLD_TOLERANCE) -> tuple[D
         return model, 0.0
     folded = DetachedShadow(
         model.backbone, fold_head(model.head, model.projection), task=model.task,
-        id2label=model.id2label,
+        id2label=model.id2label, problem_type=model.problem_type,
     ).eval()
     ids = probe_inputs(model.config.vocab_size)
     mask = torch.ones_like(ids)

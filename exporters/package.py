@@ -4,10 +4,19 @@
   swapped out (old folder renamed aside, new one renamed in, old one removed), so readers
   never see a half-written folder.
 - The temporary folder is removed on any failure, so a failed export leaves nothing behind.
+  A killed export cannot clean up; its leftovers (``.OUT.<id>.tmp`` staging folders and
+  ``.OUT.old-<id>`` asides) are removed by the next export to the same output. A running
+  export holds an advisory lock (``flock``) on its folders, so only leftovers whose owning
+  process is gone are swept (the kernel drops the lock when the process dies).
+- Library temp files of an export (onnxruntime's quantizer, the ORT converter) go to a
+  per-export temp root inside the staging folder (``tempfile.tempdir`` while the export
+  runs), so they leave with it, even after a kill.
+- Folders and files are created the ordinary way, so their permissions follow the umask
+  (0755/0644 under umask 022), not the private 0700/0600 of ``mkdtemp``/``mkstemp``.
 
 Also writes the side files of the layout in ``docs/DESIGN.md``: config.json,
 generation_config.json, genai_config.json (causal LM, for onnxruntime-genai), tokenizer
-files and the ``shadow_edge.json`` manifest.
+files (special_tokens_map.json included) and the ``shadow_edge.json`` manifest.
 """
 
 from __future__ import annotations
@@ -17,8 +26,11 @@ import hashlib
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,16 +49,24 @@ GENAI_CONFIG = "genai_config.json"
 #: selects its generic decoder with our I/O names, which are genai's defaults.
 GENAI_MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gpt2", "granite", "llama", "mistral",
                      "nemotron", "olmo", "qwen2", "qwen3")
+SPECIAL_TOKENS_MAP = "special_tokens_map.json"
+#: transformers' folder of named chat templates (``runtime.tokenizer.CHAT_TEMPLATE_DIR``)
+TOKENIZER_DIRS = ("additional_chat_templates",)
+#: The per-export temp root inside the staging folder (removed before the rename).
+SCRATCH_DIR = ".scratch"
 
 
 def check_output(output_dir: str | Path, *, force: bool = False) -> Path:
     """Fail fast (before any work) when ``output_dir`` cannot be written.
+
+    First sweeps what killed exports to the same output left behind (:func:`sweep_stale`).
 
     Raises:
         ExportError: the output exists without ``force``, is a file, or its parent is not a
             writable folder.
     """
     output = Path(output_dir).absolute()
+    sweep_stale(output)
     if output.exists() and not force:
         raise ExportError(f"output folder {output} already exists; pass --force (force=True) "
                           "to replace it, or choose another folder")
@@ -60,24 +80,123 @@ def check_output(output_dir: str | Path, *, force: bool = False) -> Path:
     return output
 
 
+def _staging_pattern(output: Path) -> re.Pattern:
+    # ".OUT.<8 chars>.tmp" (ours: hex; older versions: mkdtemp's [a-z0-9_]) and ".OUT.old-<hex>"
+    name = re.escape(output.name)
+    return re.compile(rf"\.{name}\.(?:(?P<tmp>[a-z0-9_]{{8}})\.tmp|old-(?P<old>[0-9a-f]{{8}}))")
+
+
+def _lock(folder: Path, *, wait: bool) -> int | None:
+    """An fd of ``folder`` holding an exclusive ``flock``; ``None`` if another process holds
+    it (``wait=False``) or the platform has no ``fcntl`` (then nothing is ever swept)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the last fd releases the flock
+
+
+def sweep_stale(output: Path) -> list[Path]:
+    """Remove what interrupted exports to ``output`` left next to it; return what went.
+
+    A staging folder or an aside of the old output is removed only when no process holds
+    its lock, i.e. its export is not running any more. An aside whose swap was cut short
+    (the output is missing) is renamed back into place instead, keeping the previous export.
+    """
+    parent = Path(output).parent
+    if not parent.is_dir():
+        return []
+    pattern = _staging_pattern(Path(output))
+    removed: list[Path] = []
+    for entry in sorted(parent.iterdir()):
+        match = pattern.fullmatch(entry.name)
+        if match is None or not entry.is_dir() or entry.is_symlink():
+            continue
+        fd = _lock(entry, wait=False)
+        if fd is None:
+            continue
+        try:
+            if match["old"] and not output.exists():
+                os.rename(entry, output)
+                logger.warning("restored %s from an interrupted export's %s", output, entry.name)
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+            logger.info("removed %s, left by an interrupted export", entry)
+        finally:
+            _unlock(fd)
+    return removed
+
+
+def _make_staging(output: Path) -> Path:
+    """Create ``.OUT.<hex>.tmp`` with plain ``mkdir`` (mode 0777 minus the umask)."""
+    for _ in range(100):
+        staging = output.parent / f".{output.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            staging.mkdir()
+        except FileExistsError:
+            continue
+        return staging
+    raise FileExistsError(f"no free temporary name next to {output}")  # pragma: no cover
+
+
+_scratch_lock = threading.Lock()
+_scratch_roots: list[str] = []
+_tempdir_before: list[str | None] = []
+
+
+@contextlib.contextmanager
+def _temp_root(folder: Path) -> Iterator[None]:
+    """Point ``tempfile.tempdir`` (the default of every ``tempfile`` call in this process) at
+    ``folder`` while the block runs; nested or concurrent exports restore in any order."""
+    with _scratch_lock:
+        if not _scratch_roots:
+            _tempdir_before[:] = [tempfile.tempdir]
+        _scratch_roots.append(str(folder))
+        tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        with _scratch_lock:
+            _scratch_roots.remove(str(folder))
+            tempfile.tempdir = _scratch_roots[-1] if _scratch_roots else _tempdir_before[0]
+
+
 @contextlib.contextmanager
 def staged_output(output_dir: str | Path, *, force: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``output_dir``; move it into place on success.
 
-    On an exception inside the block the temporary folder (and any parent folder created for
-    it) is deleted and the exception re-raised; the previous output (with ``force``) is left
-    untouched.
+    While the block runs the folder is locked against :func:`sweep_stale` and holds the
+    process's temp root (``SCRATCH_DIR``, removed before the move). On an exception inside
+    the block the temporary folder (and any parent folder created for it) is deleted and the
+    exception re-raised; the previous output (with ``force``) is left untouched.
     """
     output = check_output(output_dir, force=force)
     created = [p for p in (output.parent, *output.parent.parents) if not p.exists()]
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+        staging = _make_staging(output)
     except OSError as error:
         raise ExportError(f"cannot write next to {output}: {error}; choose a writable output "
                           "path") from error
+    lock = _lock(staging, wait=True)
     try:
-        yield staging
+        scratch = staging / SCRATCH_DIR
+        scratch.mkdir()
+        with _temp_root(scratch):
+            yield staging
+        shutil.rmtree(scratch)
         _swap_into_place(staging, output, force=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -85,6 +204,8 @@ def staged_output(output_dir: str | Path, *, force: bool = False) -> Iterator[Pa
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
+    finally:
+        _unlock(lock)
 
 
 def _swap_into_place(staging: Path, output: Path, *, force: bool) -> None:
@@ -95,13 +216,17 @@ def _swap_into_place(staging: Path, output: Path, *, force: bool) -> None:
         raise ExportError(f"output folder {output} appeared during the export; pass --force "
                           "to replace it")
     aside = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(output, aside)
+    lock = _lock(output, wait=True)  # the lock moves with the folder: not swept while we work
     try:
-        os.rename(staging, output)
-    except OSError as error:
-        os.rename(aside, output)
-        raise ExportError(f"cannot move the export into {output}: {error}") from error
-    shutil.rmtree(aside, ignore_errors=True)
+        os.rename(output, aside)
+        try:
+            os.rename(staging, output)
+        except OSError as error:
+            os.rename(aside, output)
+            raise ExportError(f"cannot move the export into {output}: {error}") from error
+        shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        _unlock(lock)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -134,16 +259,24 @@ def checkpoint_sha256(path: str | Path | None) -> str | None:
 def copy_tokenizer(asset_dirs: list[Path], folder: Path) -> list[str]:
     """Copy tokenizer files from the first of ``asset_dirs`` that has any; return their names.
 
-    When the template is only in ``chat_template.jinja`` (transformers 5 layout) it is also
-    written into ``tokenizer_config.json`` as ``chat_template``, which readers of older
-    layouts (and our runtime) look at.
+    Named chat templates (``additional_chat_templates/``) are copied too, so transformers and
+    the runtime pick the same template from the export as from the source. When the template
+    is only in ``chat_template.jinja`` (transformers 5 layout) it is also written into
+    ``tokenizer_config.json`` as ``chat_template``, which readers of older layouts look at
+    (the .jinja file still wins for transformers and our runtime). ``special_tokens_map.json``
+    is written from ``tokenizer_config.json`` when the source has none (transformers 5 no
+    longer saves it), so every export has the file the layout promises.
     """
-    for source in asset_dirs:
-        present = [name for name in TOKENIZER_FILES if (Path(source) / name).is_file()]
-        if not present:
-            continue
+    source = tokenizer_source(asset_dirs)
+    if source is not None:
+        present = [name for name in TOKENIZER_FILES if (source / name).is_file()]
         for name in present:
-            shutil.copyfile(Path(source) / name, folder / name)
+            shutil.copyfile(source / name, folder / name)
+        for name in TOKENIZER_DIRS:  # new folder and files: modes follow the umask
+            if (source / name).is_dir():
+                (folder / name).mkdir()
+                for file in sorted((source / name).glob("*.jinja")):
+                    shutil.copyfile(file, folder / name / file.name)
         config_path, template_path = folder / "tokenizer_config.json", folder / "chat_template.jinja"
         if config_path.is_file() and template_path.is_file():
             config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -151,20 +284,76 @@ def copy_tokenizer(asset_dirs: list[Path], folder: Path) -> list[str]:
                 config["chat_template"] = template_path.read_text(encoding="utf-8")
                 config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
+        if SPECIAL_TOKENS_MAP not in present:
+            write_special_tokens_map(folder)
+            present.append(SPECIAL_TOKENS_MAP)
         return present
     logger.warning("no tokenizer files found in %s; the export folder has no tokenizer",
                    [str(d) for d in asset_dirs])
     return []
 
 
-def write_model_config(config, folder: Path, *, id2label: dict[int, str] | None) -> None:
-    """config.json: the detached backbone's HF config (+ id2label/label2id for classification)."""
+def write_special_tokens_map(folder: Path) -> Path:
+    """special_tokens_map.json from ``tokenizer_config.json``'s special tokens (by role, plus
+    ``additional_special_tokens``), in transformers 4's layout; ``{}`` without a config."""
+    from runtime.tokenizer import SPECIAL_TOKEN_NAMES
+
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    tokens = {name: config[name] for name in SPECIAL_TOKEN_NAMES if config.get(name) is not None}
+    extra = config.get("additional_special_tokens") or config.get("extra_special_tokens")
+    if isinstance(extra, list) and extra:
+        tokens["additional_special_tokens"] = extra
+    path = folder / SPECIAL_TOKENS_MAP
+    path.write_text(json.dumps(tokens, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def tokenizer_source(asset_dirs: list[Path]) -> Path | None:
+    """The first of ``asset_dirs`` holding tokenizer files (the one :func:`copy_tokenizer`
+    copies from), or ``None``."""
+    return next((Path(d) for d in asset_dirs
+                 if any((Path(d) / name).is_file() for name in TOKENIZER_FILES)), None)
+
+
+def check_tokenizer_fits(asset_dirs: list[Path], vocab_size: int) -> None:
+    """Refuse, before any work, a tokenizer with ids the model has no embedding rows for (the
+    runtime's Gather would fail on them).
+
+    Raises:
+        ExportError: naming the tokens and the fix.
+    """
+    from runtime.errors import ShadowRuntimeError
+    from runtime.tokenizer import Tokenizer
+
+    source = tokenizer_source(asset_dirs)
+    if source is None or not (source / "tokenizer.json").is_file():
+        return
+    try:
+        tokenizer = Tokenizer.from_folder(source)
+    except ShadowRuntimeError as error:
+        raise ExportError(f"the tokenizer in {source} cannot be read: {error}") from error
+    outside = [token_id for token_id, _ in tokenizer.tokens_from(vocab_size)]
+    if outside:
+        raise ExportError(
+            f"the tokenizer in {source} has tokens the model has no embedding for: "
+            f"{tokenizer.describe_ids(outside)}; the model takes ids 0-{vocab_size - 1}. Resize "
+            "the embeddings (model.resize_token_embeddings(len(tokenizer))) and retrain, or "
+            "remove these tokens from the tokenizer, then export again."
+        )
+
+
+def write_model_config(config, folder: Path, *, id2label: dict[int, str] | None,
+                       problem_type: str | None = None) -> None:
+    """config.json: the detached backbone's HF config (+ id2label/label2id and problem_type
+    for classification)."""
     data = config.to_dict()
     data["tie_word_embeddings"] = False  # the export always holds a separate head
     if id2label is not None:
         data["id2label"] = {str(k): v for k, v in sorted(id2label.items())}
         data["label2id"] = {v: int(k) for k, v in sorted(id2label.items())}
         data["num_labels"] = len(id2label)
+        data["problem_type"] = problem_type
     (folder / "config.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n",
                                         encoding="utf-8")
 

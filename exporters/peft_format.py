@@ -303,7 +303,9 @@ def load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool) 
     _check_all_used(state, fix)
     detached = DetachedShadow(copy_fp32(backbone), copy_fp32(head), task=task,
                               projection=copy_fp32(projection) if projection else None,
-                              id2label=id2label).eval()
+                              id2label=id2label,
+                              problem_type=getattr(base_model.config, "problem_type", None)
+                              if id2label else None).eval()
     base_name = str(chosen) if isinstance(chosen, (str, Path)) else getattr(
         base_model.config, "_name_or_path", None)
     return Loaded(model=detached, reference=detached.logits, task=task, tokens=tokens_of(base_model),
@@ -402,7 +404,9 @@ def load_standalone(folder: Path, task: str | None, trust_remote_code: bool) -> 
     id2label = id2label_of(config, head.out_features) if actual == TEXT_CLASSIFICATION else None
     detached = DetachedShadow(copy_fp32(backbone), copy_fp32(head), task=actual,
                               projection=copy_fp32(projection) if projection else None,
-                              id2label=id2label).eval()
+                              id2label=id2label,
+                              problem_type=getattr(config, "problem_type", None)
+                              if id2label else None).eval()
     generation = (GenerationConfig.from_pretrained(str(folder))
                   if (folder / "generation_config.json").is_file() else None)
     tokens = tokens_of(SimpleNamespace(config=config, generation_config=generation))

@@ -120,6 +120,7 @@ def from_hf_model(model: nn.Module, *, task: str | None = None, checkpoint: str 
     detached = DetachedShadow(
         copy_fp32(backbone), copy_fp32(head), task=task,
         projection=copy_fp32(projection) if projection is not None else None, id2label=id2label,
+        problem_type=getattr(model.config, "problem_type", None) if id2label is not None else None,
     )
     return Loaded(
         model=detached.eval(), reference=_hf_reference(model), task=task, tokens=tokens_of(model),
@@ -165,6 +166,7 @@ def from_shadow_model(model, *, task: str | None = None, checkpoint: str | None 
         backbone, copy_fp32(head), task=task,
         projection=copy_fp32(projection) if isinstance(projection, nn.Linear) else None,
         id2label=id2label,
+        problem_type=getattr(base_model.config, "problem_type", None) if id2label else None,
     )
     return Loaded(
         model=detached.eval(), reference=_shadow_reference(model), task=task,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .chat import render_chat
-from .classification import Classification, ClassifierRunner
+from .classification import MULTI_LABEL_THRESHOLD, Classification, ClassifierRunner
 from .constraint import GrammarCompiler
 from .cpu import warn_if_int8_can_saturate
 from .errors import InvalidSettingError, ModelFolderError, PromptTooLongError
@@ -68,6 +68,40 @@ class _ShadowModel:
         if pad is None:
             pad = eos[0] if eos else 0
         self.pad_token_id: int = pad
+        self.vocab_size: int = manifest.model.vocab_size
+
+    def _check_vocabulary(self) -> None:
+        """Refuse a tokenizer or special ids the model has no embedding rows for (onnxruntime's
+        Gather would fail on them with a long, unclear error)."""
+        vocab = self.vocab_size
+        outside = self.tokenizer.tokens_from(vocab)
+        special = sorted({t for t in (*self.eos_token_ids, self.pad_token_id,
+                                      self.manifest.tokens.bos_token_id)
+                          if t is not None and not 0 <= t < vocab})
+        if outside or special:
+            ids = [token_id for token_id, _ in outside] or special
+            raise ModelFolderError(
+                f"the tokenizer in {str(self.folder)!r} has tokens the model has no embedding for: "
+                f"{self.tokenizer.describe_ids(ids)}; the model takes ids 0-{vocab - 1}. Remove "
+                "them from tokenizer.json (added_tokens) and the manifest's token ids, or export "
+                "a model whose embeddings cover them (model.resize_token_embeddings(len("
+                "tokenizer)) before training)."
+            )
+
+    def _check_ids(self, ids: list[int], source: str = "the prompt") -> list[int]:
+        """Every id that reaches the graph is in [0, vocab_size): InvalidSettingError naming
+        the tokens otherwise."""
+        bad = sorted({t for t in ids if not 0 <= t < self.vocab_size})
+        if bad:
+            raise InvalidSettingError(
+                f"{source} holds token ids outside the vocabulary [0, {self.vocab_size}) of this model: "
+                f"{self.tokenizer.describe_ids(bad)}. Pass ids from this model's tokenizer, or "
+                "text without these tokens."
+            )
+        return ids
+
+    def _encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return self._check_ids(self.tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
     def _wrong_task(self, method: str, task: str):
         return InvalidSettingError(
@@ -99,6 +133,7 @@ class ShadowGenerator(_ShadowModel):
     def __init__(self, folder, manifest, session, tokenizer):
         super().__init__(folder, manifest, session, tokenizer)
         self.runner = CausalLMRunner(session, manifest)
+        self._check_vocabulary()  # after the graph-vs-manifest check
         self.context = manifest.model.max_position_embeddings
         # llguidance's tokenizer is built on the first grammar= call, then reused
         self.grammars = GrammarCompiler(tokenizer, self.runner.vocab_size, self.eos_token_ids)
@@ -111,23 +146,32 @@ class ShadowGenerator(_ShadowModel):
 
     def apply_chat_template(
         self, messages: Messages, *, add_generation_prompt: bool = True, tokenize: bool = True,
-        **template_kwargs: Any,
+        tools: list[dict] | None = None, documents: list[dict] | None = None,
+        chat_template: str | None = None, **template_kwargs: Any,
     ) -> list[int] | str:
         """Render ``messages`` with the tokenizer's chat template; ids (default) or text.
 
-        The ids equal transformers' ``tokenizer.apply_chat_template(messages, ...)``.
+        The template is chosen as transformers does: ``chat_template`` (a template name or a
+        Jinja source), else "tool_use" when ``tools`` is given and the tokenizer has it, else
+        "default" (:func:`runtime.chat.select_chat_template`). The ids equal transformers'
+        ``tokenizer.apply_chat_template(messages, ...)`` from the same folder.
+
+        Raises:
+            InvalidSettingError: no template, bad messages, or the template raised.
         """
+        template = self.tokenizer.get_chat_template(chat_template, tools)
         text = render_chat(
-            self.tokenizer.chat_template, messages, add_generation_prompt=add_generation_prompt,
-            special_tokens=self.tokenizer.special_tokens, **template_kwargs,
+            template, messages, add_generation_prompt=add_generation_prompt,
+            special_tokens=self.tokenizer.special_tokens, tools=tools, documents=documents,
+            **template_kwargs,
         )
-        return self.tokenizer.encode(text, add_special_tokens=False) if tokenize else text
+        return self._encode(text, add_special_tokens=False) if tokenize else text
 
     def encode_prompt(self, prompt: Prompt) -> list[int]:
         """One prompt to ids: text (with the tokenizer's special tokens), chat messages
         (rendered with the chat template, add_generation_prompt=True) or token ids."""
         if isinstance(prompt, str):
-            return self.tokenizer.encode(prompt)
+            return self._encode(prompt)
         if isinstance(prompt, np.ndarray) and prompt.ndim == 1 and (
             np.issubdtype(prompt.dtype, np.integer) or prompt.size == 0
         ):
@@ -137,14 +181,7 @@ class ShadowGenerator(_ShadowModel):
         if isinstance(prompt, Sequence) and all(
             isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in prompt
         ):
-            prompt = [int(t) for t in prompt]
-            bad = [t for t in prompt if not 0 <= t < self.runner.vocab_size]
-            if bad:
-                raise InvalidSettingError(
-                    f"token ids {bad[:5]} are outside the vocabulary [0, "
-                    f"{self.runner.vocab_size}); pass ids from this model's tokenizer."
-                )
-            return list(prompt)
+            return self._check_ids([int(t) for t in prompt])
         raise InvalidSettingError(
             f"a prompt must be a string, a list of chat messages or a list of token ids, got "
             f"{type(prompt).__name__}: {prompt!r:.80}."
@@ -292,6 +329,7 @@ class ShadowClassifier(_ShadowModel):
     def __init__(self, folder, manifest, session, tokenizer):
         super().__init__(folder, manifest, session, tokenizer)
         self.runner = ClassifierRunner(session, manifest)
+        self._check_vocabulary()
 
     def generate(self, *args, **kwargs):
         """Not available on a classifier: raises InvalidSettingError naming classify()."""
@@ -307,16 +345,22 @@ class ShadowClassifier(_ShadowModel):
         return list(self.runner.labels)
 
     def classify(
-        self, texts: str | Sequence[str], *, batch_size: int = 32, truncate: bool = False
+        self, texts: str | Sequence[str], *, batch_size: int = 32, truncate: bool = False,
+        threshold: float = MULTI_LABEL_THRESHOLD,
     ) -> Classification | list[Classification]:
         """Classify one text (returns one result) or a list of texts (returns a list).
+
+        Scores follow the model's ``problem_type`` as transformers' text-classification
+        pipeline does (:mod:`runtime.classification`); for a multi-label model each result's
+        ``labels`` lists every label scoring at least ``threshold``.
 
         Texts are run ``batch_size`` at a time (right-padded); each text's result equals
         classifying it alone, at every precision (see :meth:`ShadowGenerator.generate`).
 
         Raises:
-            InvalidSettingError: empty text or bad batch_size; PromptTooLongError: a text
-                longer than the context (unless ``truncate``: keep its first tokens).
+            InvalidSettingError: empty text, bad batch_size or threshold, or a token the
+                model has no embedding for; PromptTooLongError: a text longer than the
+                context (unless ``truncate``: keep its first tokens).
         """
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
@@ -327,6 +371,7 @@ class ShadowClassifier(_ShadowModel):
         context = self.manifest.model.max_position_embeddings
         rows = []
         for ids in self.tokenizer.encode_batch(batch):
+            self._check_ids(ids, "a text")
             if context is not None and len(ids) > context:
                 if not truncate:
                     raise PromptTooLongError(
@@ -335,7 +380,7 @@ class ShadowClassifier(_ShadowModel):
                     )
                 ids = ids[:context]
             rows.append(ids)
-        results = self.runner.classify(rows, self.pad_token_id, batch_size)
+        results = self.runner.classify(rows, self.pad_token_id, batch_size, threshold)
         return results[0] if single else results
 
 

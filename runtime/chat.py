@@ -12,6 +12,9 @@ rendered text - and the ids from encoding it without special tokens - are the sa
 - ``{% generation %} ... {% endgeneration %}`` blocks render their body unchanged.
 
 Messages whose keys hold ``None`` have those keys dropped first, as transformers does.
+
+A tokenizer may carry several named templates; :func:`select_chat_template` picks one as
+transformers' ``get_chat_template`` does (a name, ``tools`` -> "tool_use", else "default").
 """
 
 from __future__ import annotations
@@ -82,6 +85,50 @@ def compile_template(source: str) -> jinja2.Template:
         ) from None
 
 
+_NO_TEMPLATE = (
+    "this model's tokenizer has no chat template, so messages cannot be rendered. Pass "
+    "a plain prompt string instead, or add chat_template to tokenizer_config.json."
+)
+
+
+def select_chat_template(
+    templates: str | Mapping[str, str] | None,
+    chat_template: str | None = None,
+    tools: list | None = None,
+) -> str:
+    """The template source to render, chosen as transformers 5's
+    ``PreTrainedTokenizerBase.get_chat_template(chat_template, tools)`` chooses it.
+
+    Args:
+        templates: the tokenizer's template(s): a source, ``{name: source}`` or ``None``
+            (``Tokenizer.chat_template``).
+        chat_template: a template name (looked up in ``templates`` when it is a dict) or a
+            Jinja source used as it is; ``None`` picks the tokenizer's.
+        tools: when not ``None`` (even empty) and ``templates`` has "tool_use", that one is
+            picked; otherwise "default".
+
+    Raises:
+        InvalidSettingError: no template at all, or named templates without "default" and
+            no name given (the message lists the names).
+    """
+    if isinstance(templates, Mapping):
+        if chat_template is not None:
+            return templates.get(chat_template, chat_template)
+        if tools is not None and "tool_use" in templates:
+            return templates["tool_use"]
+        if "default" in templates:
+            return templates["default"]
+        raise InvalidSettingError(
+            f"this tokenizer has several chat templates {sorted(templates)} and none is named "
+            "'default'; pass chat_template=<name> to choose one."
+        )
+    if chat_template is not None:
+        return chat_template
+    if templates is None:
+        raise InvalidSettingError(_NO_TEMPLATE)
+    return templates
+
+
 def _check_messages(messages: Any) -> list[dict]:
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InvalidSettingError(
@@ -112,7 +159,7 @@ def render_chat(
     """Render ``messages`` to the prompt text the model was trained on.
 
     Args:
-        template: the Jinja source (``Tokenizer.chat_template``).
+        template: the Jinja source (``Tokenizer.get_chat_template()``).
         messages: [{"role": "system" | "user" | "assistant", "content": str}, ...].
         add_generation_prompt: append the assistant header so the model answers next.
         special_tokens: {"bos_token": ..., "eos_token": ...} as template variables.
@@ -123,11 +170,8 @@ def render_chat(
             (``raise_exception``, or a TypeError on a non-string role/content) - the
             message includes the template's own text.
     """
-    if not template:
-        raise InvalidSettingError(
-            "this model's tokenizer has no chat template, so messages cannot be rendered. Pass "
-            "a plain prompt string instead, or add chat_template to tokenizer_config.json."
-        )
+    if template is None:
+        raise InvalidSettingError(_NO_TEMPLATE)
     compiled = compile_template(template)
     variables = dict(special_tokens or {})
     variables.update(template_kwargs)

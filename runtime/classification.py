@@ -1,21 +1,32 @@
-"""Sequence classification: batches of token ids -> logits, softmax scores and labels.
+"""Sequence classification: batches of token ids -> logits, scores and labels.
 
 The graph (docs/DESIGN.md) takes ``input_ids`` and ``attention_mask`` (int64 [batch, seq])
 and returns ``logits`` (float32 [batch, num_labels]), pooling the last non-padding token
 itself. Rows are right-padded here: under causal attention the real tokens then keep the
 positions and attention they have when the row runs alone.
+
+Scores follow the model's ``problem_type`` as transformers' ``TextClassificationPipeline``
+(``postprocess``, transformers 5.24) computes them: raw logits for "regression", a sigmoid
+for "multi_label_classification" and for one-logit models, else a softmax. The winning
+label is the highest score's. Multi-label results also list every label whose score
+reaches a threshold (0.5 by default).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
 
 from .errors import InvalidSettingError, ModelFolderError
 from .manifest import Manifest
+
+#: Score functions by name (the pipeline's ``ClassificationFunction`` values).
+SCORE_FUNCTIONS = ("softmax", "sigmoid", "none")
+#: Default score a multi-label model's label needs to be listed in ``Classification.labels``.
+MULTI_LABEL_THRESHOLD = 0.5
 
 
 @dataclass
@@ -25,9 +36,12 @@ class Classification:
     Attributes:
         label: the winning label name (``id2label``; "LABEL_i" when the export has none).
         label_id: its index.
-        score: its softmax probability.
-        scores: float32 [num_labels] softmax probabilities.
+        score: its score (see the module docstring: a probability, or the raw value for
+            regression).
+        scores: float32 [num_labels] scores of every label.
         logits: float32 [num_labels] raw logits.
+        labels: multi-label models: every label whose score reaches the threshold, best
+            first (maybe none); other models: ``[label]``.
     """
 
     label: str
@@ -35,12 +49,14 @@ class Classification:
     score: float
     scores: np.ndarray
     logits: np.ndarray
+    labels: list[str] = field(default_factory=list)
 
     def as_dict(self, labels: Sequence[str]) -> dict:
-        """JSON-ready view: label, score and {label: probability}."""
+        """JSON-ready view: label, score, labels and {label: score}."""
         return {
             "label": self.label,
             "score": self.score,
+            "labels": list(self.labels),
             "scores": {name: float(p) for name, p in zip(labels, self.scores)},
         }
 
@@ -50,6 +66,30 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function in float64 for stability, returned as float32."""
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+
+def score_function(problem_type: str | None, num_labels: int) -> str:
+    """"softmax", "sigmoid" or "none", as ``TextClassificationPipeline.postprocess`` picks its
+    default ``function_to_apply`` from ``config.problem_type`` and ``num_labels``."""
+    if problem_type == "regression":
+        return "none"
+    if problem_type == "multi_label_classification" or num_labels == 1:
+        return "sigmoid"
+    return "softmax"
+
+
+def scores_of(logits: np.ndarray, function: str) -> np.ndarray:
+    """Apply a :data:`SCORE_FUNCTIONS` name to float32 ``[..., num_labels]`` logits."""
+    if function == "softmax":
+        return softmax(logits)
+    if function == "sigmoid":
+        return sigmoid(logits)
+    return logits.astype(np.float32)
 
 
 def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +126,8 @@ class ClassifierRunner:
             )
         id2label = manifest.model.id2label or {}
         self.labels = [id2label.get(i, f"LABEL_{i}") for i in range(self.num_labels)]
+        self.problem_type = manifest.model.problem_type
+        self.score_function = score_function(self.problem_type, self.num_labels)
 
     def logits(self, rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:
         """float32 [len(rows), num_labels] logits for token-id rows (each non-empty)."""
@@ -98,22 +140,37 @@ class ClassifierRunner:
         return logits
 
     def classify(
-        self, rows: Sequence[Sequence[int]], pad_id: int, batch_size: int = 32
+        self, rows: Sequence[Sequence[int]], pad_id: int, batch_size: int = 32,
+        threshold: float = MULTI_LABEL_THRESHOLD,
     ) -> list[Classification]:
-        """Classify token-id rows in chunks of ``batch_size``."""
+        """Classify token-id rows in chunks of ``batch_size``; ``threshold`` selects the
+        ``labels`` of a multi-label model."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidSettingError(
                 f"batch_size must be an integer >= 1, got {batch_size!r}. Use e.g. batch_size=16."
             )
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+            0.0 <= threshold <= 1.0
+        ):
+            raise InvalidSettingError(
+                f"threshold must be a number in [0, 1], got {threshold!r}. Use e.g. threshold=0.5."
+            )
+        multi_label = self.problem_type == "multi_label_classification"
         results: list[Classification] = []
         for start in range(0, len(rows), batch_size):
             logits = self.logits(rows[start : start + batch_size], pad_id)
-            scores = softmax(logits)
+            scores = scores_of(logits, self.score_function)
             for row_logits, row_scores in zip(logits, scores):
-                best = int(np.argmax(row_logits))
+                best = int(np.argmax(row_scores))
+                if multi_label:
+                    order = np.argsort(-row_scores, kind="stable")
+                    chosen = [self.labels[i] for i in order if row_scores[i] >= threshold]
+                else:
+                    chosen = [self.labels[best]]
                 results.append(
                     Classification(
-                        self.labels[best], best, float(row_scores[best]), row_scores, row_logits
+                        self.labels[best], best, float(row_scores[best]), row_scores,
+                        row_logits, chosen,
                     )
                 )
         return results

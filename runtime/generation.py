@@ -6,9 +6,10 @@ eos id, at a stop string, after ``max_new_tokens`` tokens, or at the end of the 
 (``max_position_embeddings``); finished rows keep riding along in the batch (their tokens
 are ignored) until every row is done.
 
-Stop strings end generation when the generated text contains one; the returned text stops
-*before* the stop string (as in the OpenAI API), while ``token_ids`` keep every generated
-id. Streaming holds back text that could still become a stop string.
+Stop strings end generation when the generated text contains one, special tokens included
+(:mod:`runtime.stopping`); the returned text stops *before* the stop string (as in the
+OpenAI API), while ``token_ids`` keep every generated id. Streaming holds back text that
+could still become a stop string.
 
 With a grammar, a :class:`~runtime.constraint.GrammarConstraint` is called at two marked
 points of the loop: it masks the logits before the sampling processors, and it is fed the
@@ -27,7 +28,8 @@ from .constraint import GrammarConstraint
 from .errors import InvalidSettingError, PromptTooLongError
 from .kv_cache import CausalLMRunner
 from .sampling import Sampler, SamplingSettings
-from .tokenizer import StreamDecoder, Tokenizer
+from .stopping import StopMatcher
+from .tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -133,56 +135,6 @@ def fit_prompt(ids: list[int], context: int | None, max_new_tokens: int, truncat
     return ids[-keep:]
 
 
-class _StopMatcher:
-    """Streams one row's text while watching for stop strings."""
-
-    def __init__(self, decoder: StreamDecoder, stop: tuple[str, ...]):
-        self.decoder = decoder
-        self.stop = stop
-        self.hold = max((len(s) for s in stop), default=1) - 1
-        self.pending = ""  # decoded but not yet released (could start a stop string)
-        self.released: list[str] = []
-        self.stopped = False
-
-    def _release(self, final: bool) -> str:
-        if final or not self.stop:
-            out, self.pending = self.pending, ""
-        else:
-            # keep back the longest tail (< the longest stop string) that could start one
-            cut = max(len(self.pending) - self.hold, 0)
-            while cut < len(self.pending) and not any(
-                s.startswith(self.pending[cut:]) for s in self.stop
-            ):
-                cut += 1
-            out, self.pending = self.pending[:cut], self.pending[cut:]
-        if out:
-            self.released.append(out)
-        return out
-
-    def _cut_at_stop(self) -> bool:
-        """Cut ``pending`` before the earliest stop string in it (one piece of text can
-        complete several); True if one was found."""
-        found = [at for at in (self.pending.find(s) for s in self.stop) if at >= 0]
-        if found:
-            self.pending = self.pending[:min(found)]
-            self.stopped = True
-        return bool(found)
-
-    def push(self, token_id: int) -> str:
-        self.pending += self.decoder.push(token_id)
-        return self._release(final=self._cut_at_stop())
-
-    def finish(self) -> str:
-        if not self.stopped:
-            self.pending += self.decoder.flush()
-            self._cut_at_stop()  # a stop string completed only by the flushed tail
-        return self._release(final=True)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.released)
-
-
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Left-pad id lists: (input_ids int64 [B, T], attention_mask int64 [B, T])."""
     width = max(len(r) for r in rows)
@@ -196,7 +148,9 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np
 
 
 def positions_from_mask(mask: np.ndarray) -> np.ndarray:
-    """``cumsum(mask) - 1`` clipped at 0 (docs/DESIGN.md)."""
+    """``cumsum(mask) - 1`` clipped at 0 (docs/DESIGN.md): int64 [batch, seq] from an
+    [batch, seq] 0/1 mask; the runtime's one definition (the numpy twin of
+    ``shadow_edge.pooling.positions_from_mask``)."""
     return np.clip(np.cumsum(mask, axis=-1) - 1, 0, None).astype(np.int64)
 
 
@@ -248,7 +202,7 @@ def generate_tokens(
         if seen is not None:
             seen[np.arange(batch), tokens] = True
         mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
-        positions = (mask.sum(-1, keepdims=True) - 1).astype(np.int64)
+        positions = positions_from_mask(mask)[:, -1:]
         logits, cache = runner.step(tokens[:, None], mask, positions, cache)
 
 
@@ -272,7 +226,7 @@ def stream_generate(
     a row equal its ``result.text``. ``constraint`` (one row per prompt) limits each row to
     its grammar.
     """
-    matchers = [_StopMatcher(tokenizer.stream_decoder(), stop) for _ in prompts]
+    matchers = [StopMatcher(tokenizer, stop) for _ in prompts]
     ids: list[list[int]] = [[] for _ in prompts]
     reasons = ["length"] * len(prompts)
     active = [True] * len(prompts)

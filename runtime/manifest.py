@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ MANIFEST_NAME = _MANIFEST_NAME
 TASKS = ("text-generation", "text-classification")
 PRECISIONS = ("fp32", "int8", "int4")
 SOURCE_KINDS = ("adapter", "standalone")
+#: transformers' ``config.problem_type`` values; they decide how scores come from logits
+#: (``runtime.classification.score_function``).
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
 def _check_version(version) -> int:
@@ -94,6 +97,8 @@ class ModelInfo:
     """Facts about the detached backbone the runtime needs (sizes for the KV cache, labels).
 
     ``id2label`` maps int class ids to names (JSON stores the keys as strings).
+    ``problem_type`` is the classifier's ``config.problem_type`` (one of
+    :data:`PROBLEM_TYPES`, or ``None`` when the config leaves it unset).
     ``num_key_value_heads`` and ``head_dim`` size ``past_key_values.{i}.key/value``.
     """
 
@@ -106,6 +111,7 @@ class ModelInfo:
     head_dim: int | None = None
     num_labels: int | None = None
     id2label: dict[int, str] | None = None
+    problem_type: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict, path: str = "model") -> ModelInfo:
@@ -135,6 +141,8 @@ class ModelInfo:
                 data.get("num_labels"), f"{path}.num_labels", optional=True, minimum=1
             ),
             id2label=id2label,
+            problem_type=_check_str(data.get("problem_type"), f"{path}.problem_type",
+                                    optional=True, choices=PROBLEM_TYPES),
         )
 
     def to_dict(self) -> dict:
@@ -151,6 +159,7 @@ class ModelInfo:
                 None if self.id2label is None
                 else {str(k): v for k, v in sorted(self.id2label.items())}
             ),
+            "problem_type": self.problem_type,
         }
 
 
@@ -468,14 +477,14 @@ def write_manifest(
             f"{str(path)!r} already exists. Pass overwrite=True to replace it."
         )
     text = json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".shadow_edge.", suffix=".json.tmp", dir=folder)
+    # an ordinary new file (mode 0666 minus the umask), not mkstemp's private 0600
+    tmp = folder / f".shadow_edge.{os.getpid()}.{secrets.token_hex(4)}.json.tmp"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with open(tmp, "x", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -27,12 +27,14 @@ from .errors import (
 
 logger = logging.getLogger(__name__)
 
-# short name -> onnxruntime provider name
+_SUFFIX = "ExecutionProvider"
+
+#: short name -> onnxruntime provider name, derived from ``onnxruntime.get_all_providers()``
+#: (the names onnxruntime registers, whether or not this build offers them), so every alias
+#: names a real provider: "xnnpack" -> "XnnpackExecutionProvider", "cpu", "nnapi", "coreml",
+#: "qnn", "cuda", "dml", "webgpu", ...
 PROVIDER_ALIASES = {
-    "cpu": "CPUExecutionProvider",
-    "xnnpack": "XNNPACKExecutionProvider",
-    "nnapi": "NnapiExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
+    name.removesuffix(_SUFFIX).lower(): name for name in ort.get_all_providers()
 }
 
 # name -> onnxruntime.GraphOptimizationLevel
@@ -96,12 +98,32 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def resolve_providers(requested: str | Sequence[str] | None) -> list[str]:
-    """Turn user names ("cpu", "xnnpack", "nnapi", "coreml" or full onnxruntime names) into a
-    provider list for :class:`onnxruntime.InferenceSession`, CPU last.
+def canonical_provider(name: str) -> str:
+    """onnxruntime's spelling of a provider a user names: a short name ("xnnpack"), or a full
+    name in any letter case ("XNNPACKExecutionProvider" -> "XnnpackExecutionProvider").
 
     Raises:
-        ProviderUnavailableError: a requested provider is unknown or not in this build.
+        ProviderUnavailableError: onnxruntime knows no provider of that name.
+    """
+    key = name.strip().lower()
+    full = PROVIDER_ALIASES.get(key.removesuffix(_SUFFIX.lower()))
+    if full is None:
+        raise ProviderUnavailableError(
+            f"unknown execution provider {name!r}. Use a short name among "
+            f"{sorted(PROVIDER_ALIASES)} or a full onnxruntime name such as "
+            "'XnnpackExecutionProvider' (available here: "
+            f"{available_providers()})."
+        )
+    return full
+
+
+def resolve_providers(requested: str | Sequence[str] | None) -> list[str]:
+    """Turn user names (short names such as "cpu", "xnnpack", "nnapi", "coreml", "qnn", or
+    full onnxruntime names in any case) into a provider list for
+    :class:`onnxruntime.InferenceSession`, CPU last.
+
+    Raises:
+        ProviderUnavailableError: a requested provider is unknown, or not in this build.
         InvalidSettingError: ``requested`` is neither a string nor a list of strings.
     """
     if requested is None:
@@ -116,13 +138,13 @@ def resolve_providers(requested: str | Sequence[str] | None) -> list[str]:
     offered = available_providers()
     resolved: list[str] = []
     for name in requested:
-        full = PROVIDER_ALIASES.get(name.strip().lower(), name.strip())
+        full = canonical_provider(name)
         if full not in offered:
             raise ProviderUnavailableError(
-                f"execution provider {name!r} is not available in this onnxruntime build "
-                f"(onnxruntime {ort.__version__} offers {offered}). Choose one of those, or install "
-                "a build that has it (e.g. onnxruntime-android for NNAPI/XNNPACK, the macOS wheel "
-                "for CoreML)."
+                f"execution provider {name!r} is not available in this onnxruntime build: "
+                f"onnxruntime {ort.__version__} offers {offered}, not {full}. Choose one of "
+                "those, or install a build that has it (e.g. onnxruntime-android for NNAPI/XNNPACK, the "
+                "macOS wheel for CoreML, onnxruntime-qnn for QNN)."
             )
         if full not in resolved:
             resolved.append(full)

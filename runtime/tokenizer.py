@@ -1,9 +1,12 @@
 """Tokenizer files of an export folder, read with the `tokenizers` library (no transformers).
 
 Reads ``tokenizer.json`` (the fast tokenizer), special tokens from ``tokenizer_config.json``
-(falling back to ``special_tokens_map.json``) and the chat template from
-``tokenizer_config.json["chat_template"]`` or ``chat_template.jinja`` (transformers >= 4.47
-writes the latter).
+(falling back to ``special_tokens_map.json``) and the chat templates from wherever
+transformers 5 reads them (:func:`read_chat_templates`).
+
+Ids equal transformers' for the same folder: a ``truncation`` or ``padding`` section saved in
+``tokenizer.json`` is switched off, as transformers does for every call that does not ask
+for truncation or padding (``TokenizersBackend.set_truncation_and_padding``).
 
 :class:`StreamDecoder` turns token ids into text pieces one id at a time. It holds back a
 piece while its bytes are an incomplete UTF-8 character (the decoder yields U+FFFD there),
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as _HFTokenizer
 
+from .chat import select_chat_template
 from .errors import InvalidSettingError, ModelFolderError
 
 logger = logging.getLogger(__name__)
@@ -51,17 +55,76 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _chat_template_from(config: dict, folder: Path) -> str | None:
+#: Where transformers 5 keeps chat templates besides ``tokenizer_config.json``
+#: (``transformers.utils.hub.CHAT_TEMPLATE_FILE`` / ``CHAT_TEMPLATE_DIR``).
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+CHAT_TEMPLATE_DIR = "additional_chat_templates"
+
+
+def read_chat_templates(folder: str | os.PathLike, config: dict | None = None
+                        ) -> str | dict[str, str] | None:
+    """The chat template(s) of a tokenizer folder, found as transformers 5 finds them.
+
+    Source: ``PreTrainedTokenizerBase.from_pretrained`` / ``_from_pretrained`` / ``__init__``
+    (transformers 5.24), for a local folder:
+
+    1. Template files win, and when any exists ``tokenizer_config.json``'s templates are
+       ignored: ``chat_template.jinja`` is the one named "default",
+       ``additional_chat_templates/<name>.jinja`` the one named ``<name>``. Only "default"
+       gives a string, anything more a dict ``{name: source}``.
+    2. Otherwise ``tokenizer_config.json["chat_template"]``: a string, or a list of
+       ``{"name": ..., "template": ...}`` that becomes a dict.
+
+    ``chat_template.json`` belongs to processors; transformers' tokenizers do not read it, so
+    neither does this. :func:`runtime.chat.select_chat_template` picks one of a dict.
+
+    Args:
+        folder: the tokenizer folder.
+        config: parsed ``tokenizer_config.json`` (read from ``folder`` when ``None``).
+
+    Raises:
+        ModelFolderError: a template file is unreadable or a list entry is malformed.
+    """
+    folder = Path(folder)
+    if config is None:
+        path = folder / "tokenizer_config.json"
+        config = _read_json(path) if path.is_file() else {}
+    files = {}
+    if (folder / CHAT_TEMPLATE_FILE).is_file():
+        files["default"] = folder / CHAT_TEMPLATE_FILE
+    extra_dir = folder / CHAT_TEMPLATE_DIR
+    if extra_dir.is_dir():
+        for file in sorted(extra_dir.glob("*.jinja")):
+            files[file.name.removesuffix(".jinja")] = file
+    if files:
+        templates = {name: _read_text(file) for name, file in files.items()}
+        return templates["default"] if list(templates) == ["default"] else templates
     template = config.get("chat_template")
-    if isinstance(template, list):  # [{"name": "default", "template": "..."}, ...]
-        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
-        template = named.get("default") or next(iter(named.values()), None)
-    if isinstance(template, str):
+    if isinstance(template, list):
+        if not all(isinstance(t, dict) and isinstance(t.get("name"), str)
+                   and isinstance(t.get("template"), str) for t in template):
+            raise ModelFolderError(
+                f"{str(folder / 'tokenizer_config.json')!r}: chat_template must be a string or a "
+                'list of {"name": ..., "template": ...} objects. Fix the file or re-save the '
+                "tokenizer with transformers."
+            )
+        return {t["name"]: t["template"] for t in template}
+    if template is None or isinstance(template, str):
         return template
-    jinja_file = folder / "chat_template.jinja"
-    if jinja_file.is_file():
-        return jinja_file.read_text(encoding="utf-8")
-    return None
+    raise ModelFolderError(
+        f"{str(folder / 'tokenizer_config.json')!r}: chat_template must be a string or a list "
+        f"of named templates, got {type(template).__name__}. Fix the file or re-save the "
+        "tokenizer with transformers."
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelFolderError(
+            f"cannot read {str(path)!r} ({exc}). Copy the file again or re-export the model."
+        ) from None
 
 
 class Tokenizer:
@@ -69,14 +132,16 @@ class Tokenizer:
 
     Attributes:
         special_tokens: {"bos_token": "<s>", ...} for the special tokens that are set.
-        chat_template: the Jinja chat template source, or ``None``.
+        chat_template: as transformers' ``tokenizer.chat_template``: the Jinja source, a
+            dict ``{name: source}`` of named templates, or ``None``
+            (:func:`read_chat_templates`; :meth:`get_chat_template` picks one).
     """
 
     def __init__(
         self,
         backend: _HFTokenizer,
         special_tokens: dict[str, str] | None = None,
-        chat_template: str | None = None,
+        chat_template: str | dict[str, str] | None = None,
     ):
         self.backend = backend
         self.special_tokens = dict(special_tokens or {})
@@ -103,6 +168,9 @@ class Tokenizer:
                 f"cannot parse {str(path)!r}: {exc}. The file is corrupt or from a newer "
                 "`tokenizers`; copy it again or upgrade tokenizers."
             ) from None
+        # transformers ignores these saved sections unless a call asks for truncation/padding
+        backend.no_truncation()
+        backend.no_padding()
         config: dict = {}
         if (folder / "tokenizer_config.json").is_file():
             config = _read_json(folder / "tokenizer_config.json")
@@ -114,7 +182,14 @@ class Tokenizer:
             text = _token_text(config.get(name)) or _token_text(special_map.get(name))
             if text is not None:
                 special[name] = text
-        return cls(backend, special, _chat_template_from(config, folder))
+        return cls(backend, special, read_chat_templates(folder, config))
+
+    def get_chat_template(self, chat_template: str | None = None,
+                          tools: list | None = None) -> str:
+        """The template source to render, chosen as transformers'
+        ``tokenizer.get_chat_template(chat_template, tools)`` chooses
+        (:func:`runtime.chat.select_chat_template`)."""
+        return select_chat_template(self.chat_template, chat_template, tools)
 
     # ---- ids of special tokens -------------------------------------------------------------
 
@@ -137,6 +212,26 @@ class Tokenizer:
         """1 + the largest token id (added tokens included): the logits a model needs so
         that every token has one (differs from :attr:`vocab_size` when ids have gaps)."""
         return 1 + max(self.backend.get_vocab(with_added_tokens=True).values(), default=-1)
+
+    def tokens_from(self, first_id: int) -> list[tuple[int, str]]:
+        """``(id, token)`` of every token whose id is >= ``first_id``, by id (e.g. the tokens
+        a model with ``first_id`` embedding rows cannot take)."""
+        size = self.backend.get_vocab_size(with_added_tokens=False)
+        found = {i: self.backend.id_to_token(i) for i in range(first_id, size)}
+        for token_id, token in self.backend.get_added_tokens_decoder().items():
+            if token_id >= first_id:
+                found[token_id] = token.content
+        return sorted(found.items())
+
+    def describe_ids(self, ids: Sequence[int], limit: int = 5) -> str:
+        """``"'<extra_0>' (id 259), id 300"`` for error messages: each id with its token
+        text when the tokenizer has one; at most ``limit`` ids, then a count."""
+        shown = []
+        for token_id in list(ids)[:limit]:
+            text = self.backend.id_to_token(token_id) if token_id >= 0 else None
+            shown.append(f"{text!r} (id {token_id})" if text is not None else f"id {token_id}")
+        more = len(ids) - limit
+        return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
     # ---- encode / decode --------------------------------------------------------------------
 

@@ -440,6 +440,8 @@ def _load_base(name: str, task: str, config: ShadowConfig, trust_remote_code: bo
         if config.id2label:
             kwargs["id2label"] = dict(config.id2label)
             kwargs["label2id"] = {v: k for k, v in config.id2label.items()}
+        if config.problem_type:
+            kwargs["problem_type"] = config.problem_type
 
     def tolerate(model, key: str) -> bool:
         is_missing = key in model.state_dict()  # else unexpected: another head in the folder

@@ -27,6 +27,8 @@ MODULES_NAME = "shadow_modules.safetensors"
 KNOWN_MODULES_TO_SAVE = ("lm_head", "shadow_lm_head", "classifier_head", "shadow_classifier_head")
 #: PEFT's task names, recorded by the task wrappers when they save.
 TASK_TYPES = ("CAUSAL_LM", "SEQ_CLS")
+#: transformers' ``config.problem_type`` values (how a classifier is trained and scored).
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
 def _check_positive_int(name: str, value: Any, *, optional: bool) -> None:
@@ -59,6 +61,8 @@ class ShadowConfig:
         base_model_name_or_path: path or Hub id of the base (ours, optional).
         task_type: ``"CAUSAL_LM"`` or ``"SEQ_CLS"`` when saved from a task wrapper (ours).
         num_labels, id2label: classification labels for ``SEQ_CLS`` (ours).
+        problem_type: the classifier's ``config.problem_type`` for ``SEQ_CLS`` (ours), one of
+            ``PROBLEM_TYPES`` or ``None``; set on the base when it is loaded again.
         shadow_model_config: an explicit shadow backbone's ``config.to_dict()`` (ours), used to
             rebuild it when ``shadow_model=`` is not passed.
         shadow_embeddings_shared: whether the shadow is fed the base's input embeddings (ours).
@@ -82,6 +86,7 @@ class ShadowConfig:
     task_type: str | None = None
     num_labels: int | None = None
     id2label: dict[int, str] | None = None
+    problem_type: str | None = None
     shadow_model_config: dict[str, Any] | None = None
     shadow_embeddings_shared: bool | None = None
 
@@ -126,6 +131,11 @@ class ShadowConfig:
             raise ConfigError(
                 f"ShadowConfig.task_type must be one of {list(TASK_TYPES)} or None, "
                 f"got {self.task_type!r}."
+            )
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(
+                f"ShadowConfig.problem_type must be one of {list(PROBLEM_TYPES)} or None, "
+                f"got {self.problem_type!r}."
             )
         if self.id2label is not None:
             if not isinstance(self.id2label, dict):

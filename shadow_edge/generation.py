@@ -25,13 +25,9 @@ from transformers.generation.logits_process import (
 
 from .cache import ShadowCache
 from .errors import ConfigError
+from .pooling import positions_from_mask
 
 logger = logging.getLogger(__name__)
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.LongTensor:
-    """``cumsum(attention_mask) - 1`` clipped at 0: int64 ``[batch, seq]`` positions."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _as_list(token_ids: int | Iterable[int] | None) -> list[int]:
@@ -173,7 +169,7 @@ def generate(
     cache = None
     if use_cache:
         cache = ShadowCache.for_model(model.peft_model, shadow_only=model.inference_mode == "shadow_only")
-    step_ids, step_positions = input_ids, position_ids_from_mask(mask)
+    step_ids, step_positions = input_ids, positions_from_mask(mask)
     for _ in range(max_new_tokens):
         if use_cache:
             output = model(
@@ -182,7 +178,7 @@ def generate(
             )
         else:
             output = model(
-                input_ids=sequences, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                input_ids=sequences, attention_mask=mask, position_ids=positions_from_mask(mask),
                 use_cache=False,
             )
         scores = processors(sequences, output.logits[:, -1, :].float())

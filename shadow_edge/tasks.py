@@ -94,6 +94,28 @@ def _to_head_dtype(hidden: torch.Tensor, head: nn.Module) -> torch.Tensor:
     return hidden if parameter is None else hidden.to(parameter.dtype)
 
 
+def _install_trainable_copy(base: nn.Module, head: nn.Module) -> nn.Module:
+    """Put a deep copy of ``head`` in its place inside ``base`` and return the copy.
+
+    The frozen base must not change during training, but a trainable base head
+    (``modules_to_save`` naming ``lm_head``, or the default ``classifier_head``) is part of
+    it, and with tied embeddings (SmolLM2, Gemma, Qwen2.5-0.5B) its weight *is* the input
+    embedding table. As PEFT's ``ModulesToSaveWrapper`` does, the base's forward then uses a
+    separate copy that trains and is saved; the original module and its tensors stay as
+    they were (a tied copy is untied from the embeddings).
+    """
+    name = next((n for n, module in base.named_modules() if module is head), None)
+    if not name:
+        raise ConfigError(
+            f"the head {type(head).__name__} is not a submodule of {type(base).__name__}, so a "
+            "trainable copy cannot replace it; drop it from ShadowConfig.modules_to_save."
+        )
+    trained = copy.deepcopy(head)
+    parent, _, leaf = name.rpartition(".")
+    setattr(base.get_submodule(parent) if parent else base, leaf, trained)
+    return trained
+
+
 class ShadowTaskModel(nn.Module):
     """Shared base of the task wrappers (see the module docstring).
 
@@ -124,9 +146,6 @@ class ShadowTaskModel(nn.Module):
         self.shadow_loss_weight = float(shadow_loss_weight)
         self.set_inference_mode(inference_mode)
         base_name, shadow_name = self.head_names
-        base_head = self._find_base_head(peft_model.base_model)
-        setattr(self, base_name, base_head)
-        setattr(self, shadow_name, copy.deepcopy(base_head))
         requested = list(peft_model.shadow_config.modules_to_save)
         foreign = [m for m in requested if m not in self.head_names]
         if foreign:
@@ -135,6 +154,11 @@ class ShadowTaskModel(nn.Module):
                 f"use names among {list(self.head_names)}."
             )
         trainable = requested or list(self.default_trainable_heads)
+        base_head = self._find_base_head(peft_model.base_model)
+        setattr(self, shadow_name, copy.deepcopy(base_head))
+        if base_name in trainable:
+            base_head = _install_trainable_copy(peft_model.base_model, base_head)
+        setattr(self, base_name, base_head)
         for name in self.head_names:
             getattr(self, name).requires_grad_(name in trainable)
 
@@ -403,7 +427,9 @@ class ShadowTaskModel(nn.Module):
 class ShadowForCausalLM(ShadowTaskModel):
     """Causal LM wrapper: ``lm_head`` (the base's) and ``shadow_lm_head`` (a copy of it).
 
-    Both heads are frozen by default (``modules_to_save`` makes them train and save).
+    Both heads are frozen by default (``modules_to_save`` makes them train and save). A
+    trainable ``lm_head`` is a copy put in the base's place, so the frozen base (and its
+    embeddings, when tied to the head) never change.
     ``generate`` decodes with a KV cache in both modes (``shadow_edge.generation``).
     """
 
@@ -449,7 +475,9 @@ class ShadowForCausalLM(ShadowTaskModel):
 
 class ShadowForSequenceClassification(ShadowTaskModel):
     """Sequence classification: ``classifier_head`` (the base's ``score``/``classifier``) and
-    ``shadow_classifier_head`` (a copy), both trainable by default.
+    ``shadow_classifier_head`` (a copy), both trainable by default. A trainable
+    ``classifier_head`` is a copy put in the base's place, so the base's own head stays as
+    loaded.
 
     The shadow head scores the shadow start state of the last non-padding token
     (``pooling.pool_last_token``, correct for left and right padding).
@@ -486,4 +514,5 @@ class ShadowForSequenceClassification(ShadowTaskModel):
         return {
             "num_labels": self.config.num_labels,
             "id2label": {int(k): str(v) for k, v in id2label.items()} if id2label else None,
+            "problem_type": getattr(self.config, "problem_type", None),
         }

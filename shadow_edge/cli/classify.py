@@ -39,6 +39,9 @@ def classify_command(
         '.jsonl file.', show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, help="Texts per onnxruntime call.")] = 32,
+    threshold: Annotated[float, typer.Option(
+        "--threshold", min=0.0, max=1.0,
+        help="Multi-label models: list every label scoring at least this.")] = 0.5,
     as_json: JsonOpt = False,
     provider: ProviderOpt = None,
     threads: ThreadsOpt = None,
@@ -46,12 +49,16 @@ def classify_command(
 ) -> None:
     """Classify texts with an exported model.
 
-    Prints the label and its softmax score per text (--json adds every score). Runs on
-    onnxruntime only. Example: shadow-edge classify out "turn off the fan" -f more.txt
+    Prints the label and its score per text (--json adds every score), scored as the
+    transformers pipeline does for the model's problem_type (softmax; sigmoid for
+    multi-label and one-logit models, whose labels above --threshold are all listed; raw
+    values for regression). Runs on onnxruntime only.
+    Example: shadow-edge classify out "turn off the fan" -f more.txt
     """
     items = gather_texts(texts, file)
     model = load_for_task(model_dir, "text-classification", provider, threads, ort)
-    outputs = model.classify(items, batch_size=batch_size)
+    outputs = model.classify(items, batch_size=batch_size, threshold=threshold)
+    multi_label = model.manifest.model.problem_type == "multi_label_classification"
     results: list[dict[str, Any]] = [
         {"text": text, **out.as_dict(model.labels)} for text, out in zip(items, outputs)
     ]
@@ -61,9 +68,10 @@ def classify_command(
     from rich.table import Table
 
     table = Table(show_header=True)
-    table.add_column("label")
+    table.add_column("labels" if multi_label else "label")
     table.add_column("score", justify="right")
     table.add_column("text")
     for row in results:
-        console.add_row(table, row["label"], f"{row['score']:.3f}", row["text"])
+        label = (", ".join(row["labels"]) or "-") if multi_label else row["label"]
+        console.add_row(table, label, f"{row['score']:.3f}", row["text"])
     console.out().print(table)

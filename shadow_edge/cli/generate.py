@@ -5,6 +5,8 @@ through the model's chat template as one user turn (with ``--system`` before it)
 tokenizer has one, as for an instruct model; ``--no-chat-template`` feeds the raw text.
 ``--grammar``/``--regex``/``--json-schema``/``--choice`` constrain the output (llguidance,
 the ``grammar`` extra).
+Escapes in the prompt, ``--system`` and ``--stop`` are processed as llama.cpp does
+(``--no-escape`` keeps them as typed).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import typer
 from .loading import load_for_task
 from .options import (
     ChoiceOpt,
+    EscapeOpt,
     GrammarFileOpt,
     JsonSchemaOpt,
     MaxNewTokensOpt,
@@ -28,11 +31,13 @@ from .options import (
     RegexOpt,
     RepetitionPenaltyOpt,
     SeedOpt,
+    StopOpt,
     SystemOpt,
     TemperatureOpt,
     ThreadsOpt,
     TopKOpt,
     TopPOpt,
+    process_escapes,
     usage_error,
 )
 
@@ -45,12 +50,6 @@ ChatTemplateOpt = Annotated[
         show_default=False,
     ),
 ]
-StopOpt = Annotated[
-    list[str] | None,
-    typer.Option("--stop", metavar="TEXT", show_default=False,
-                 help="Stop when the output contains this text (repeatable)."),
-]
-
 TruncateOpt = Annotated[
     bool,
     typer.Option("--truncate", help="Keep only the last tokens of a prompt that does not fit "
@@ -69,6 +68,16 @@ def _check_prompt(prompt: str) -> str:
             param_hint="'PROMPT'",
         )
     return prompt
+
+
+def _unescape(value: str | None, param_hint: str) -> str | None:
+    """:func:`process_escapes` with its error as a usage error (exit 2) on ``param_hint``."""
+    if value is None:
+        return None
+    try:
+        return process_escapes(value)
+    except ValueError as error:
+        raise usage_error(f"{error}.", param_hint=param_hint) from None
 
 
 def _messages(prompt: str, system: str | None) -> list[dict[str, str]]:
@@ -162,6 +171,7 @@ def generate_command(
     system: SystemOpt = None,
     chat_template: ChatTemplateOpt = None,
     stop: StopOpt = None,
+    escape: EscapeOpt = True,
     truncate: TruncateOpt = False,
     grammar_file: GrammarFileOpt = None,
     regex: RegexOpt = None,
@@ -174,8 +184,12 @@ def generate_command(
     """Generate text with an exported model.
 
     Runs on onnxruntime only (no torch). Greedy by default; --temperature > 0 samples.
-    Example: shadow-edge generate out "Turn on the kitchen light" --stream
+    Example: shadow-edge generate out "Turn on the kitchen light" --stream --stop '\\n'
     """
+    if escape:
+        prompt = _unescape(prompt, "'PROMPT'")
+        system = _unescape(system, "'--system'")
+        stop = [_unescape(s, "'--stop'") for s in stop or []]
     _check_prompt(prompt)
     grammar = grammar_from_options(grammar_file, regex, json_schema, choice)
     model = load_for_task(model_dir, "text-generation", provider, threads, ort)
@@ -209,6 +223,8 @@ def chat_command(
     top_p: TopPOpt = 1.0,
     repetition_penalty: RepetitionPenaltyOpt = 1.0,
     seed: SeedOpt = None,
+    stop: StopOpt = None,
+    escape: EscapeOpt = True,
     truncate: TruncateOpt = False,
     grammar_file: GrammarFileOpt = None,
     regex: RegexOpt = None,
@@ -226,6 +242,9 @@ def chat_command(
     from runtime.errors import PromptTooLongError
 
     grammar = grammar_from_options(grammar_file, regex, json_schema, choice)
+    if escape:
+        system = _unescape(system, "'--system'")
+        stop = [_unescape(s, "'--stop'") for s in stop or []]
     model = load_for_task(model_dir, "text-generation", provider, threads, ort)
     if model.tokenizer.chat_template is None:
         raise usage_error(
@@ -240,6 +259,7 @@ def chat_command(
     settings["grammar"] = grammar  # every reply follows it
     if grammar is not None:  # a bad grammar fails now, not at the first message
         model.grammars.compile(grammar)
+    settings["stop"] = stop or None
     interactive = sys.stdin.isatty()
     history: list[dict[str, str]] = []
     if interactive:

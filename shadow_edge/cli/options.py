@@ -171,10 +171,73 @@ SystemOpt = Annotated[
     str | None,
     typer.Option(
         "--system",
-        help="System message placed before the prompt with the model's chat template.",
+        help="System message placed before the prompt with the model's chat template. "
+        "Escapes such as \\n are processed (see --escape).",
         show_default=False,
     ),
 ]
+StopOpt = Annotated[
+    list[str] | None,
+    typer.Option("--stop", metavar="TEXT", show_default=False,
+                 help="Stop when the output contains this text, special tokens included, e.g. "
+                 "--stop '\\n' or --stop '<|im_start|>' (repeatable; escapes are processed, "
+                 "see --escape)."),
+]
+EscapeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--escape/--no-escape",
+        help="Process escapes in the prompt, --system and --stop, as llama.cpp does: \\n, "
+        "\\r, \\t, \\', \\\", \\\\ and \\xHH (a byte; bytes combine into UTF-8). "
+        "Any other backslash is kept.",
+    ),
+]
+
+#: The one-character escapes of :func:`process_escapes`.
+ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "'": "'", '"': '"', "\\": "\\"}
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def process_escapes(text: str) -> str:
+    """Replace the escapes a user types on a command line by the characters they stand for,
+    as llama.cpp's ``--escape`` (on by default there) does.
+
+    ``\\n``, ``\\r``, ``\\t``, ``\\'``, ``\\"`` and ``\\\\`` give one character; ``\\xHH`` gives
+    the byte HH, and a run of such bytes is read as UTF-8 (``\\xe2\\x86\\x92`` is "→"). Any
+    other backslash, and a trailing one, stays as typed.
+
+    Raises:
+        ValueError: a run of ``\\x`` bytes that is not valid UTF-8.
+    """
+    pieces: list[str] = []
+    run = bytearray()  # consecutive \xHH bytes
+
+    def end_run() -> None:
+        try:
+            pieces.append(run.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"the \\x escapes in {text!r} do not form valid UTF-8 ({error.reason}); write "
+                "the character itself, or all its UTF-8 bytes (e.g. \\xc3\\xa9 for é)"
+            ) from None
+        run.clear()
+
+    i = 0
+    while i < len(text):
+        pair, digits = text[i:i + 2], text[i + 2:i + 4]
+        if pair == "\\x" and len(digits) == 2 and all(c in _HEX_DIGITS for c in digits):
+            run.append(int(digits, 16))
+            i += 4
+            continue
+        end_run()
+        if pair[:1] == "\\" and pair[1:] in ESCAPES and len(pair) == 2:
+            pieces.append(ESCAPES[pair[1]])
+            i += 2
+        else:
+            pieces.append(text[i])
+            i += 1
+    end_run()
+    return "".join(pieces)
 
 # --- constrained decoding (generate, chat; needs shadow-edge[grammar]) -----------------------
 

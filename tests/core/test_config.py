@@ -78,6 +78,7 @@ def test_reads_an_original_file_with_only_the_original_keys(tmp_path):
         ("modules_to_save", ["decoder"]),
         ("task_type", "TOKEN_CLS"),
         ("id2label", {"x": "a"}),
+        ("problem_type", "multi_label"),
     ],
 )
 def test_invalid_values_raise_config_error_naming_the_field(field, value):

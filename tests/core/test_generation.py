@@ -7,7 +7,8 @@ import torch
 
 from shadow_edge import ShadowConfig, ShadowForCausalLM, get_shadow_model
 from shadow_edge.cache import ShadowCache
-from shadow_edge.generation import build_logits_processors, position_ids_from_mask
+from shadow_edge.generation import build_logits_processors
+from shadow_edge.pooling import positions_from_mask
 from tests.core.shadow_helpers import causal_base, randomize_adapter, token_batch
 from tests.tiny_models import ARCHITECTURES
 
@@ -128,9 +129,9 @@ def test_top_k_1_sampling_equals_greedy():
     assert torch.equal(greedy, sampled)
 
 
-def test_position_ids_from_mask():
+def test_positions_from_mask():
     mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
-    assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1], [0, 1, 2, 3]]
+    assert positions_from_mask(mask).tolist() == [[0, 0, 0, 1], [0, 1, 2, 3]]
 
 
 def test_seed_style_call_with_tokenizer_outputs():

@@ -6,16 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.detached import (
-    DetachedShadow,
-    last_token_index,
-    pool_last_token,
-    positions_from_mask,
-)
+from exporters.detached import DetachedShadow
 from exporters.detaching import FOLD_TOLERANCE, detach, fold, fold_head
 from exporters.spec import TEXT_CLASSIFICATION, TEXT_GENERATION
 from exporters.testing import tiny_model
 from shadow_edge.errors import ConfigError, ExportError
+from shadow_edge.pooling import last_token_index, pool_last_token, positions_from_mask
 
 
 def test_positions_follow_the_mask_under_left_padding():
@@ -109,3 +105,29 @@ def test_detached_classifier_matches_hf_pooling_without_padding():
     assert detached.model.id2label == {0: "label_0", 1: "label_1", 2: "label_2"}
     ids = torch.randint(3, 259, (1, 7))
     assert torch.allclose(detached.model.logits(ids), model(ids).logits, atol=1e-5)
+
+
+def test_problem_type_travels_from_the_trained_base_through_the_checkpoint(tmp_path):
+    """A multi-label adapter keeps its problem_type although its base folder has none, so the
+    export scores with sigmoids (runtime.classification)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from exporters.testing import tiny_model_folder
+    from shadow_edge import (
+        ShadowConfig,
+        ShadowForSequenceClassification,
+        get_shadow_model,
+        load_shadow_checkpoint,
+    )
+
+    base_dir = tiny_model_folder(tmp_path / "base", "llama", TEXT_CLASSIFICATION)
+    base = AutoModelForSequenceClassification.from_pretrained(str(base_dir))
+    assert base.config.problem_type is None and detach(base_dir).model.problem_type is None
+    base.config.problem_type = "multi_label_classification"  # as a user sets it to train
+    model = ShadowForSequenceClassification(get_shadow_model(
+        base, ShadowConfig(base_model_name_or_path=str(base_dir))))
+    model.save_pretrained(tmp_path / "ckpt")
+    recorded = ShadowConfig.from_pretrained(tmp_path / "ckpt").problem_type
+    assert recorded == "multi_label_classification"
+    assert load_shadow_checkpoint(tmp_path / "ckpt").config.problem_type == recorded
+    assert detach(tmp_path / "ckpt").model.problem_type == recorded

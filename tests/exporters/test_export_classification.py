@@ -100,3 +100,20 @@ def test_every_architecture_exports_a_classifier_that_pools_like_torch(arch, tmp
     assert logits.shape == (3, 3)
     for row, reference in ((0, full), (1, alone), (2, alone)):
         np.testing.assert_allclose(logits[row], reference, atol=1e-4)
+
+
+def test_graph_pools_edge_rows_like_the_core_definition(folder, torch_model):
+    """Rows with no token, one token (first or last position) and no padding: the graph
+    pools the position ``shadow_edge.pooling.last_token_index`` gives (0 for no token)."""
+    from exporters.detached import DetachedShadow
+
+    detached = DetachedShadow(torch_model.model, torch_model.score, task=TASK).eval()
+    ids = np.array([[5, 6, 7, 8], [5, 0, 0, 0], [0, 0, 0, 8], [5, 6, 7, 8]], np.int64)
+    mask = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [1, 1, 1, 1]], np.int64)
+    graph = OnnxClassifier(folder / "model.onnx").logits(ids, mask)
+    reference = detached.logits(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(graph, reference, atol=1e-4, equal_nan=True)
+    with torch.no_grad():  # the one-token rows equal that token alone
+        for row, token in ((1, 5), (2, 8)):
+            alone = torch_model(input_ids=torch.tensor([[token]])).logits[0].numpy()
+            np.testing.assert_allclose(graph[row], alone, atol=1e-4)

@@ -6,9 +6,11 @@ import json
 import shutil
 
 import numpy as np
+import onnxruntime
 import pytest
 
 import runtime
+import runtime.session as session_module
 from runtime.errors import (
     InvalidSettingError,
     ManifestVersionError,
@@ -16,7 +18,12 @@ from runtime.errors import (
     OnnxRuntimeVersionError,
     ProviderUnavailableError,
 )
-from runtime.session import available_providers, resolve_providers
+from runtime.session import (
+    PROVIDER_ALIASES,
+    available_providers,
+    canonical_provider,
+    resolve_providers,
+)
 
 # one xdist worker builds the session-scoped exports once (`make test` runs -n 2 --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("runtime")
@@ -79,7 +86,8 @@ def test_threads_and_optimization_levels(exports, generator):
     [
         ({"threads": 0}, InvalidSettingError, "threads must be a positive integer"),
         ({"optimization": "max"}, InvalidSettingError, "unknown graph optimization level"),
-        ({"providers": "coreml-ish"}, ProviderUnavailableError, "not available"),
+        ({"providers": "coreml-ish"}, ProviderUnavailableError, "unknown execution provider"),
+        ({"providers": "coreml"}, ProviderUnavailableError, "not available"),
         ({"use_ort_format": True}, ModelFolderError, "no .ort model"),
     ],
 )
@@ -98,13 +106,47 @@ def test_ort_format_model_gives_the_same_tokens(exports, generator):
 def test_provider_names_resolve_with_cpu_last():
     assert resolve_providers(None) == ["CPUExecutionProvider"]
     assert resolve_providers("cpu") == ["CPUExecutionProvider"]
-    for name, full in [("xnnpack", "XNNPACKExecutionProvider"), ("nnapi", "NnapiExecutionProvider"),
-                       ("coreml", "CoreMLExecutionProvider")]:
-        if full in available_providers():
-            assert resolve_providers(f"{name},cpu") == [full, "CPUExecutionProvider"]
-        else:
-            with pytest.raises(ProviderUnavailableError, match=f"'{name}' is not available"):
-                resolve_providers([name])
+    assert resolve_providers(["CPUExecutionProvider", "cpu"]) == ["CPUExecutionProvider"]
+
+
+def test_every_alias_names_a_provider_onnxruntime_registers():
+    # the case: "xnnpack" used to become "XNNPACKExecutionProvider", a name onnxruntime lacks
+    registered = set(onnxruntime.get_all_providers())
+    assert PROVIDER_ALIASES and set(PROVIDER_ALIASES.values()) <= registered
+    assert {name: PROVIDER_ALIASES[name] for name in ("cpu", "xnnpack", "nnapi", "coreml", "qnn")} == {
+        "cpu": "CPUExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
+        "nnapi": "NnapiExecutionProvider", "coreml": "CoreMLExecutionProvider",
+        "qnn": "QNNExecutionProvider"}
+    # any spelling a user types resolves to onnxruntime's own name
+    for typed in ("xnnpack", "XNNPACK", " Xnnpack ", "XNNPACKExecutionProvider",
+                  "xnnpackexecutionprovider", "XnnpackExecutionProvider"):
+        assert canonical_provider(typed) == "XnnpackExecutionProvider"
+    for full in registered:
+        assert canonical_provider(full) == full and canonical_provider(full.upper()) == full
+
+
+def test_an_offered_accelerator_resolves_to_its_registered_name(monkeypatch):
+    offered = ["XnnpackExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(session_module, "available_providers", lambda: list(offered))
+    assert resolve_providers("xnnpack") == ["XnnpackExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_providers(["coreml", "XNNPACK", "cpu"]) == [
+        "CoreMLExecutionProvider", "XnnpackExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("name", ["xnnpack", "nnapi", "coreml", "qnn", "cuda"])
+def test_a_missing_provider_names_itself_and_only_what_is_offered(name):
+    full = canonical_provider(name)
+    if full in available_providers():
+        pytest.skip(f"{full} is offered by this build")
+    with pytest.raises(ProviderUnavailableError, match=f"'{name}' is not available") as error:
+        resolve_providers([name])
+    offered = str(error.value).split("offers ")[1].split(", not")[0]
+    assert full not in offered and f"not {full}" in str(error.value)
+
+
+def test_unknown_provider_name_lists_the_short_names():
+    with pytest.raises(ProviderUnavailableError, match="unknown execution provider 'xnnpak'.*'xnnpack'"):
+        resolve_providers("xnnpak")
 
 
 def test_missing_folder_and_files(exports, tmp_path):

@@ -36,7 +36,7 @@ DESIGN_EXAMPLE = {
     "model": {
         "architecture": "LlamaModel", "num_layers": 2, "num_key_value_heads": 3, "head_dim": 64,
         "hidden_size": 576, "vocab_size": 49152, "max_position_embeddings": 8192,
-        "num_labels": None, "id2label": None,
+        "num_labels": None, "id2label": None, "problem_type": None,
     },
     "tokens": {"eos_token_id": [2], "pad_token_id": 2, "bos_token_id": 1,
                "tokenizer_vocab_size": 49152},
@@ -199,3 +199,15 @@ def test_verifying_hashes_needs_the_model_file_listed(tmp_path):
     check_files(tmp_path, manifest)  # size checks have nothing to check: fine
     with pytest.raises(ModelFolderError, match="cannot verify 'model.onnx'.*no size or SHA-256"):
         check_files(tmp_path, manifest, hashes=True)
+
+
+def test_problem_type_is_optional_and_checked():
+    old = copy.deepcopy(CLASSIFIER)
+    old["model"].pop("problem_type")  # written before the field existed
+    assert Manifest.from_dict(old).model.problem_type is None
+    multi = copy.deepcopy(CLASSIFIER)
+    multi["model"]["problem_type"] = "multi_label_classification"
+    assert Manifest.from_dict(multi).to_dict()["model"]["problem_type"] == "multi_label_classification"
+    multi["model"]["problem_type"] = "multilabel"
+    with pytest.raises(ModelFolderError, match="'model.problem_type' must be one of"):
+        Manifest.from_dict(multi)

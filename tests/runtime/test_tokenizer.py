@@ -41,7 +41,9 @@ def test_chat_template_from_jinja_file_or_tokenizer_config(tmp_path, smollm2_tok
         {"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
     old = Tokenizer.from_folder(tmp_path)
-    assert old.chat_template == "D" and old.special_tokens == {"eos_token": "<|im_end|>"}
+    assert old.chat_template == {"tool_use": "T", "default": "D"}
+    assert old.get_chat_template() == "D" and old.get_chat_template(tools=[]) == "T"
+    assert old.special_tokens == {"eos_token": "<|im_end|>"}
 
 
 def test_missing_and_corrupt_tokenizer_give_clear_errors(tmp_path):
@@ -79,3 +81,59 @@ def test_stream_of_random_ids_equals_full_decode(tok, ids, skip):
 def test_stream_of_any_text_round_trips(tok, text):
     ids = tok.encode(text)
     assert "".join(_streamed(tok, ids)) == tok.decode(ids)
+
+
+# ---- tokenizer.json saved with truncation / padding sections ---------------------------------
+
+PROMPT_25 = "Please turn on the kitchen light and dim the hallway lamp to forty percent, thanks!"
+TEXTS = [PROMPT_25, "hi", "Turn off the fan in the bedroom"]
+CHAT = [{"role": "system", "content": "You control a smart home."},
+        {"role": "user", "content": PROMPT_25}]
+
+
+def _tokenizer_folder(source: str, smollm2_tokenizer_dir, folder):
+    """A tokenizer folder: SmolLM2's (BPE, chat_template.jinja) or the tiny byte-level one."""
+    from exporters.testing import tiny_tokenizer_files
+
+    if source == "tiny":
+        return tiny_tokenizer_files(folder)
+    return shutil.copytree(smollm2_tokenizer_dir, folder,
+                           ignore=shutil.ignore_patterns("*.safetensors"))
+
+
+def _save_sections(folder, sections):
+    from tokenizers import Tokenizer as Backend
+
+    backend = Backend.from_file(str(folder / "tokenizer.json"))
+    if "truncation" in sections:
+        backend.enable_truncation(sections["truncation"])
+    if "padding" in sections:
+        length = sections["padding"]
+        backend.enable_padding(length=None if length == "longest" else length, pad_id=0,
+                               pad_token=backend.id_to_token(0))
+    backend.save(str(folder / "tokenizer.json"))
+    saved = json.loads((folder / "tokenizer.json").read_text())
+    assert ("truncation" in sections) == (saved["truncation"] is not None)
+    assert ("padding" in sections) == (saved["padding"] is not None)
+
+
+@pytest.mark.parametrize("sections", [{"truncation": 6, "padding": 16}, {"truncation": 6},
+                                      {"padding": "longest"}, {"padding": 64}])
+@pytest.mark.parametrize("source", ["smollm2", "tiny"])
+def test_saved_truncation_and_padding_are_ignored_as_transformers_does(
+        tmp_path, smollm2_tokenizer_dir, source, sections):
+    from transformers import AutoTokenizer
+
+    from runtime.chat import render_chat
+
+    folder = _tokenizer_folder(source, smollm2_tokenizer_dir, tmp_path / source)
+    _save_sections(folder, sections)
+    ours, hf = Tokenizer.from_folder(folder), AutoTokenizer.from_pretrained(str(folder))
+    for text in TEXTS:
+        assert ours.encode(text) == hf(text)["input_ids"]
+    assert len(ours.encode(PROMPT_25)) > 16  # the case: cut to 6 ids, or padded to 16
+    assert ours.encode_batch(TEXTS) == hf(TEXTS)["input_ids"]  # classify's path: no padding
+    text = render_chat(ours.get_chat_template(), CHAT, special_tokens=ours.special_tokens)
+    expected = hf.apply_chat_template(CHAT, add_generation_prompt=True, return_dict=False)
+    assert ours.encode(text, add_special_tokens=False) == list(expected)
+    assert len(expected) > 16
