@@ -35,7 +35,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from runtime.errors import ShadowRuntimeError
+from runtime.tokenizer import SPECIAL_TOKEN_NAMES, Tokenizer
 from shadow_edge.errors import ExportError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, so nothing is swept
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +96,7 @@ def _staging_pattern(output: Path) -> re.Pattern:
 def _lock(folder: Path, *, wait: bool) -> int | None:
     """An fd of ``folder`` holding an exclusive ``flock``; ``None`` if another process holds
     it (``wait=False``) or the platform has no ``fcntl`` (then nothing is ever swept)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    if fcntl is None:  # pragma: no cover - Windows
         return None
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -123,7 +128,11 @@ def sweep_stale(output: Path) -> list[Path]:
         match = pattern.fullmatch(entry.name)
         if match is None or not entry.is_dir() or entry.is_symlink():
             continue
-        fd = _lock(entry, wait=False)
+        try:
+            fd = _lock(entry, wait=False)
+        except OSError as error:  # e.g. another user's folder: not ours to sweep
+            logger.debug("not sweeping %s: %s", entry, error)
+            continue
         if fd is None:
             continue
         try:
@@ -296,8 +305,6 @@ def copy_tokenizer(asset_dirs: list[Path], folder: Path) -> list[str]:
 def write_special_tokens_map(folder: Path) -> Path:
     """special_tokens_map.json from ``tokenizer_config.json``'s special tokens (by role, plus
     ``additional_special_tokens``), in transformers 4's layout; ``{}`` without a config."""
-    from runtime.tokenizer import SPECIAL_TOKEN_NAMES
-
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     tokens = {name: config[name] for name in SPECIAL_TOKEN_NAMES if config.get(name) is not None}
@@ -323,9 +330,6 @@ def check_tokenizer_fits(asset_dirs: list[Path], vocab_size: int) -> None:
     Raises:
         ExportError: naming the tokens and the fix.
     """
-    from runtime.errors import ShadowRuntimeError
-    from runtime.tokenizer import Tokenizer
-
     source = tokenizer_source(asset_dirs)
     if source is None or not (source / "tokenizer.json").is_file():
         return

@@ -78,14 +78,20 @@ class _ShadowModel:
         special = sorted({t for t in (*self.eos_token_ids, self.pad_token_id,
                                       self.manifest.tokens.bos_token_id)
                           if t is not None and not 0 <= t < vocab})
-        if outside or special:
-            ids = [token_id for token_id, _ in outside] or special
+        if outside:
             raise ModelFolderError(
                 f"the tokenizer in {str(self.folder)!r} has tokens the model has no embedding for: "
-                f"{self.tokenizer.describe_ids(ids)}; the model takes ids 0-{vocab - 1}. Remove "
-                "them from tokenizer.json (added_tokens) and the manifest's token ids, or export "
-                "a model whose embeddings cover them (model.resize_token_embeddings(len("
+                f"{self.tokenizer.describe_ids([i for i, _ in outside])}; the model takes ids "
+                f"0-{vocab - 1}. Remove them from tokenizer.json (added_tokens), or export a "
+                "model whose embeddings cover them (model.resize_token_embeddings(len("
                 "tokenizer)) before training)."
+            )
+        if special:
+            raise ModelFolderError(
+                f"the special token ids in {str(self.folder)!r} (eos/pad/bos, from "
+                "shadow_edge.json or the tokenizer) include ids the model has no embedding for: "
+                f"{self.tokenizer.describe_ids(special)}; the model takes ids 0-{vocab - 1}. Fix "
+                "tokens in shadow_edge.json, or re-export the model."
             )
 
     def _check_ids(self, ids: list[int], source: str = "the prompt") -> list[int]:
