@@ -394,6 +394,7 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
             if file.is_file() and file.name not in (MANIFEST_FILE, MODEL_FILE, REFERENCE_FILE,
                                                     MODEL_FILE + ".data"):
                 shutil.copyfile(file, staging / file.name)
+        package.copy_tokenizer_dirs(source, staging)
         quantize(source / MODEL_FILE, staging / MODEL_FILE, precision,
                                  keep_embeddings=keep_embeddings,
                                  external_data=(source / (MODEL_FILE + ".data")).exists())

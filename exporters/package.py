@@ -281,11 +281,7 @@ def copy_tokenizer(asset_dirs: list[Path], folder: Path) -> list[str]:
         present = [name for name in TOKENIZER_FILES if (source / name).is_file()]
         for name in present:
             shutil.copyfile(source / name, folder / name)
-        for name in TOKENIZER_DIRS:  # new folder and files: modes follow the umask
-            if (source / name).is_dir():
-                (folder / name).mkdir()
-                for file in sorted((source / name).glob("*.jinja")):
-                    shutil.copyfile(file, folder / name / file.name)
+        copy_tokenizer_dirs(source, folder)
         config_path, template_path = folder / "tokenizer_config.json", folder / "chat_template.jinja"
         if config_path.is_file() and template_path.is_file():
             config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -300,6 +296,16 @@ def copy_tokenizer(asset_dirs: list[Path], folder: Path) -> list[str]:
     logger.warning("no tokenizer files found in %s; the export folder has no tokenizer",
                    [str(d) for d in asset_dirs])
     return []
+
+
+def copy_tokenizer_dirs(source: Path, folder: Path) -> None:
+    """Copy the templates of ``TOKENIZER_DIRS`` (``additional_chat_templates/*.jinja``) from
+    ``source`` into ``folder``, as new folders and files (modes follow the umask)."""
+    for name in TOKENIZER_DIRS:
+        if (Path(source) / name).is_dir():
+            (folder / name).mkdir()
+            for file in sorted((Path(source) / name).glob("*.jinja")):
+                shutil.copyfile(file, folder / name / file.name)
 
 
 def write_special_tokens_map(folder: Path) -> Path:

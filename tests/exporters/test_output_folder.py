@@ -198,3 +198,14 @@ def test_a_token_beyond_the_embeddings_is_refused_before_any_work(exports, tmp_p
                        r"the model takes ids 0-258.*resize_token_embeddings"):
         export(source, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+
+
+def test_a_quantized_copy_keeps_the_named_templates(rich_source, reuse_onnx, tmp_path):
+    from exporters import quantize_export
+
+    source, onnx_file = rich_source
+    reuse_onnx.source = onnx_file
+    out = export(source, tmp_path / "out").output_dir
+    int4 = quantize_export(out, tmp_path / "int4", "int4").output_dir
+    assert _entries(int4) == _entries(out)
+    assert (int4 / "additional_chat_templates" / "tool_use.jinja").read_text() == "{{ tools }}"
