@@ -32,7 +32,7 @@ from .quantization import (
     quantization_record,
     quantize,
 )
-from .spec import DEFAULT_OPSET, TEXT_GENERATION
+from .spec import DEFAULT_OPSET, TEXT_GENERATION, architecture_spec
 
 logger = logging.getLogger(__name__)
 
@@ -164,12 +164,15 @@ def verify(onnx_path, checkpoint=None, *, precision: str | None = None, base=Non
 def _reference(detached: Detached, precision: str, *, calibration_text: str | None = None,
                probes=None, tokenizer_dirs=None) -> ParityReference:
     dirs = detached.asset_dirs if tokenizer_dirs is None else tokenizer_dirs
+    config = detached.model.config
     return build_reference(
         detached.reference, task=detached.task, precision=precision,
-        vocab_size=int(detached.model.config.vocab_size),
+        vocab_size=int(config.vocab_size),
         pad_token_id=detached.tokens.pad_token_id, special_ids=_special_ids(detached),
         tokenizer=_tokenizer(dirs) if probes is None else None,
         calibration_text=calibration_text, probes=probes,
+        sliding_window=architecture_spec(config).attention_window(config),
+        token_type_ids=bool(getattr(detached.model, "token_type_ids", False)),
     )
 
 

@@ -10,8 +10,11 @@ Sources (:func:`detach`):
   ``causal_lm_with_hidden_projection`` type (``AutoModelForCausalLMWithHiddenProjection``).
 
 The fold (FORMAT.md step 6): a bias-free projection P [H, Hs] and a head W [V, H] (+ bias b)
-become one Linear with weight ``W @ P`` [V, Hs] and the same bias. The folded model is
-checked against the unfolded one before export (max relative logit change <= 1e-5).
+become one Linear with weight ``W @ P`` [V, Hs] and the same bias. An encoder's head starts
+with a Linear on the pooled token (DistilBERT's ``pre_classifier``, BERT's pooler dense,
+RoBERTa's ``dense``); P folds into that one the same way (pooling a token commutes with a
+per-position linear map). The folded model is checked against the unfolded one before
+export (max relative logit change <= 1e-5).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shadow_edge.encoder_heads import EncoderClassifierHead
 from shadow_edge.errors import ExportError
 
 from . import sources
@@ -102,9 +106,14 @@ def fold(model: DetachedShadow, *, tolerance: float = FOLD_TOLERANCE) -> tuple[D
     """
     if model.projection is None:
         return model, 0.0
+    if isinstance(model.head, EncoderClassifierHead):
+        first = model.head.get_submodule(model.head.first_linear)
+        head = model.head.with_first_linear(fold_head(first, model.projection))
+    else:
+        head = fold_head(model.head, model.projection)
     folded = DetachedShadow(
-        model.backbone, fold_head(model.head, model.projection), task=model.task,
-        id2label=model.id2label, problem_type=model.problem_type,
+        model.backbone, head, task=model.task, id2label=model.id2label,
+        problem_type=model.problem_type,
     ).eval()
     ids = probe_inputs(model.config.vocab_size)
     mask = torch.ones_like(ids)

@@ -83,6 +83,13 @@ class ClassificationWrapper(nn.Module):
         return self.model(input_ids, attention_mask)[0]
 
 
+class SegmentClassificationWrapper(ClassificationWrapper):
+    """``(input_ids, attention_mask, token_type_ids) -> logits [batch, num_labels]`` (BERT)."""
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids, attention_mask, token_type_ids=token_type_ids)[0]
+
+
 @dataclass
 class OnnxExport:
     """What :func:`export_onnx` wrote."""
@@ -105,6 +112,10 @@ def _example(model: DetachedShadow, dims: ModelDims):
     if model.task != TEXT_GENERATION:
         mask = torch.ones_like(ids)
         shapes = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+        if dims.token_type_ids:
+            types = torch.randint(0, 2, ids.shape, generator=generator)
+            shapes["token_type_ids"] = {0: batch, 1: seq}
+            return SegmentClassificationWrapper(model), (ids, mask, types), shapes
         return ClassificationWrapper(model), (ids, mask), shapes
     total = EXAMPLE_PAST + EXAMPLE_SEQUENCE
     mask = torch.ones(EXAMPLE_BATCH, total, dtype=torch.int64)

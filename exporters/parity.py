@@ -25,6 +25,7 @@ from runtime.parity import (
     PRECISIONS,
     QUANTIZED_THRESHOLDS,
     RANDOM_ID_THRESHOLDS,
+    SLIDING_WINDOW,
     TEXT,
     ParityCheck,
     ParityReference,
@@ -35,7 +36,7 @@ from runtime.parity import (
 from shadow_edge.errors import ConfigError, ExportError, ParityError
 
 from .detaching import Reference
-from .probes import build_probes, probe_shapes
+from .probes import build_probes, probe_shapes, segment_ids, sliding_window_prefill
 from .spec import TEXT_GENERATION, normalize_task
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,19 @@ def torch_logits(reference: Reference, ids: np.ndarray, mask: np.ndarray) -> np.
     return out.detach().float().numpy()
 
 
+def _classifier_logits(reference: Reference, ids: np.ndarray,
+                       types: np.ndarray | None) -> np.ndarray:
+    """Row by row (HF classifiers pool by pad id and refuse batches without one), with no
+    ``position_ids``: each classifier counts its own (RoBERTa starts at padding_idx + 1)."""
+    rows = []
+    with torch.no_grad():
+        for i in range(ids.shape[0]):
+            kwargs = {} if types is None else {"token_type_ids": torch.from_numpy(types[i:i + 1])}
+            row = torch.from_numpy(ids[i:i + 1])
+            rows.append(reference(row, torch.ones_like(row), None, **kwargs).detach().float())
+    return torch.cat(rows).numpy()
+
+
 def _greedy(reference: Reference, prompt: np.ndarray, steps: int) -> np.ndarray:
     """``steps`` greedy tokens of one row, each from a full recompute (no cache)."""
     running, tokens = prompt[None].astype(np.int64), []
@@ -79,7 +93,8 @@ def build_reference(reference: Reference, *, task: str, precision: str, vocab_si
                     pad_token_id: int | None = None, special_ids: tuple = (), tokenizer=None,
                     calibration_text: str | None = None,
                     probes: dict[str, np.ndarray] | None = None,
-                    greedy_steps: int = GREEDY_STEPS) -> ParityReference:
+                    greedy_steps: int = GREEDY_STEPS, sliding_window: int | None = None,
+                    token_type_ids: bool = False) -> ParityReference:
     """The reference logits of the gate's probe sets.
 
     Args:
@@ -90,6 +105,10 @@ def build_reference(reference: Reference, *, task: str, precision: str, vocab_si
         calibration_text: the user's text, probed as the ``calibration`` set.
         probes: given probe ids ``{name: int64 [rows, seq]}`` (e.g. a stored reference's)
             instead of building them.
+        sliding_window: text generation: the attention window in effect (tokens), probed
+            by a longer row (``exporters.probes.sliding_window_prefill``); ``None``: none.
+        token_type_ids: text classification: the graph takes ``token_type_ids``; the probe
+            rows then have two segments (``exporters.probes.segment_ids``).
 
     Raises:
         ConfigError: calibration text without a tokenizer, or too short.
@@ -97,19 +116,23 @@ def build_reference(reference: Reference, *, task: str, precision: str, vocab_si
     task = normalize_task(task)
     if probes is None:
         probes = build_probes(task, precision, vocab_size=vocab_size, tokenizer=tokenizer,
-                              calibration_text=calibration_text, special_ids=special_ids)
+                              calibration_text=calibration_text, special_ids=special_ids,
+                              sliding_window=sliding_window)
     shapes = probe_shapes(task, precision)
     dtype = np.float32 if precision == "fp32" else np.float16
     sets = []
     for name, ids in probes.items():
-        mask = np.ones_like(ids)
+        types = scored_from = None
         if task == TEXT_GENERATION:
-            logits = torch_logits(reference, ids, mask)
-        else:  # row by row: HF classifiers pool by pad id and refuse batches without one
-            logits = np.concatenate([torch_logits(reference, ids[i:i + 1], mask[i:i + 1])
-                                     for i in range(ids.shape[0])])
-        prefill = min(shapes.get(name, (0, 0, ids.shape[1] // 2))[2], ids.shape[1])
-        sets.append(ProbeSet(name, ids, logits.astype(dtype), prefill))
+            logits = torch_logits(reference, ids, np.ones_like(ids))
+            prefill = min(shapes.get(name, (0, 0, ids.shape[1] // 2))[2], ids.shape[1])
+            if name == SLIDING_WINDOW:  # only the cached steps at its end are stored
+                prefill = scored_from = sliding_window_prefill(ids.shape[1])
+                logits = logits[:, scored_from:]
+        else:
+            types = segment_ids(ids) if token_type_ids else None
+            logits, prefill = _classifier_logits(reference, ids, types), 0
+        sets.append(ProbeSet(name, ids, logits.astype(dtype), prefill, scored_from or 0, types))
     prompt = tokens = None
     if task == TEXT_GENERATION and precision == "fp32":
         prompt = probes[TEXT][0]
@@ -145,7 +168,8 @@ def gate(onnx_path: str | Path, reference: ParityReference, *,
 def check_parity(onnx_path: str | Path, reference: Reference, *, task: str,
                  precision: str = "fp32", vocab_size: int, pad_token_id: int | None = None,
                  special_ids: tuple = (), tokenizer=None, calibration_text: str | None = None,
-                 raise_on_failure: bool = True) -> ParityReport:
+                 raise_on_failure: bool = True, sliding_window: int | None = None,
+                 token_type_ids: bool = False) -> ParityReport:
     """Build the reference (:func:`build_reference`) and gate ``onnx_path`` on it.
 
     Raises:
@@ -156,7 +180,8 @@ def check_parity(onnx_path: str | Path, reference: Reference, *, task: str,
         raise ConfigError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
     built = build_reference(reference, task=task, precision=precision, vocab_size=vocab_size,
                             pad_token_id=pad_token_id, special_ids=tuple(special_ids),
-                            tokenizer=tokenizer, calibration_text=calibration_text)
+                            tokenizer=tokenizer, calibration_text=calibration_text,
+                            sliding_window=sliding_window, token_type_ids=token_type_ids)
     return gate(onnx_path, built, raise_on_failure=raise_on_failure)
 
 

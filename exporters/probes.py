@@ -6,6 +6,11 @@ story, facts with numbers, a dialogue) tokenized with the export's own tokenizer
 windows of the user's ``calibration_text`` when given. Random ids are an extra probe set:
 inputs unlike any text, where quantization damage shows first (a Gemma 3 shadow kept 0.9995
 cosine on text but fell to 0.9645 on random ids with dynamic int8, issue 10).
+
+Two architecture features need probes of their own (``runtime/parity.py`` lists the sets):
+a sliding attention window (Gemma 3) gets a random row longer than the window
+(``window + 8`` tokens, :func:`sliding_window_prefill`), and segment embeddings (BERT) get rows of two segments
+(:func:`segment_ids`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.parity import CALIBRATION, RANDOM_IDS, TEXT, TEXT_GENERATION
+from runtime.parity import CALIBRATION, RANDOM_IDS, SLIDING_WINDOW, TEXT, TEXT_GENERATION
 from shadow_edge.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -56,6 +61,24 @@ PROBE_SHAPES = {
     ("text-classification", "quantized"): {TEXT: (16, 12, 0), CALIBRATION: (16, 12, 0),
                                            RANDOM_IDS: (16, 12, 0)},
 }
+
+
+#: Tokens by which the sliding-window probe row exceeds the window, and the KV-cached decode
+#: steps at its end (the positions compared; the last ones lie beyond the window).
+SLIDING_PROBE_EXTRA, SLIDING_DECODE_STEPS = 8, 12
+
+
+def sliding_window_prefill(seq: int) -> int:
+    """Tokens prefilled before the sliding-window probe's cached decode steps (its row has
+    ``seq = window + 8`` tokens; the last 12 are decoded through the KV cache)."""
+    return max(1, seq - SLIDING_DECODE_STEPS)
+
+
+def segment_ids(ids: np.ndarray) -> np.ndarray:
+    """``token_type_ids`` int64 of two segments: 0 for the first half of each row, 1 after."""
+    types = np.zeros_like(ids, dtype=np.int64)
+    types[:, ids.shape[1] // 2:] = 1
+    return types
 
 
 def probe_shapes(task: str, precision: str) -> dict[str, tuple[int, int, int]]:
@@ -106,13 +129,15 @@ def read_calibration_text(path: str | Path) -> str:
 
 
 def build_probes(task: str, precision: str, *, vocab_size: int, tokenizer=None,
-                 calibration_text: str | None = None,
-                 special_ids: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+                 calibration_text: str | None = None, special_ids: tuple[int, ...] = (),
+                 sliding_window: int | None = None) -> dict[str, np.ndarray]:
     """The probe sets ``{name: int64 [rows, seq]}`` for one gate.
 
     ``tokenizer`` is a :class:`runtime.tokenizer.Tokenizer` (the export's); without one
     there is no real text, and the text set is drawn at random too (logged; only in-memory
     models without tokenizer files). ``calibration_text`` needs the tokenizer.
+    ``sliding_window``: the attention window in effect (tokens; text generation), which adds
+    the ``sliding_window`` set.
 
     Raises:
         ConfigError: ``calibration_text`` without a tokenizer, or too short.
@@ -137,4 +162,7 @@ def build_probes(task: str, precision: str, *, vocab_size: int, tokenizer=None,
             probes[CALIBRATION] = text_windows(encode(calibration_text), rows, seq)
     rows, seq, _ = shapes[RANDOM_IDS]
     probes[RANDOM_IDS] = random_ids(vocab_size, rows, seq, avoid=special_ids)
+    if sliding_window and task == TEXT_GENERATION:
+        seq = sliding_window + SLIDING_PROBE_EXTRA
+        probes[SLIDING_WINDOW] = random_ids(vocab_size, 1, seq, seed=2, avoid=special_ids)
     return probes

@@ -24,6 +24,7 @@ from torch import nn
 
 import shadow_edge
 from shadow_edge.backbone import input_embeddings_of
+from shadow_edge.encoders import drop_pooler
 from shadow_edge.errors import CheckpointError, ConfigError, ExportError
 from shadow_edge.hf_loading import LOAD_ERRORS, load_pretrained_strict
 from shadow_edge.task_inference import FROM_BASE, checkpoint_task_type, task_from_architectures
@@ -39,6 +40,7 @@ from .loaded import (
     tokens_of,
     weight_keys,
 )
+from .encoders import check_encoder_folder, encoder_head, is_encoder
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, normalize_task
 
 logger = logging.getLogger(__name__)
@@ -82,10 +84,14 @@ def is_shadow_task_model(model) -> bool:
     )
 
 
+def _optional(**kwargs) -> dict:
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
 def _hf_reference(model: nn.Module) -> Callable:
     @torch.no_grad()
-    def run(input_ids, attention_mask, position_ids=None):
-        kwargs = {"position_ids": position_ids} if position_ids is not None else {}
+    def run(input_ids, attention_mask, position_ids=None, *, token_type_ids=None):
+        kwargs = _optional(position_ids=position_ids, token_type_ids=token_type_ids)
         return model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits.float()
 
     return run
@@ -102,6 +108,10 @@ def from_hf_model(model: nn.Module, *, task: str | None = None, checkpoint: str 
         projection = model.shadow_hidden_projection
         if not isinstance(projection, nn.Linear):
             projection = None  # identity when the hidden sizes match
+    elif is_encoder(model):  # first-token head of its own architecture, classification only
+        actual, head, projection = TEXT_CLASSIFICATION, encoder_head(model, task), None
+        backbone = copy_fp32(model.base_model)
+        drop_pooler(backbone)  # BERT's pooler belongs to the head
     else:
         actual = _hf_task(model)
         backbone = model.base_model
@@ -130,11 +140,11 @@ def from_hf_model(model: nn.Module, *, task: str | None = None, checkpoint: str 
 
 def _shadow_reference(model) -> Callable:
     @torch.no_grad()
-    def run(input_ids, attention_mask, position_ids=None):
+    def run(input_ids, attention_mask, position_ids=None, *, token_type_ids=None):
         previous = getattr(model, "inference_mode", None)
         model.set_inference_mode("shadow_only")
         try:
-            kwargs = {"position_ids": position_ids} if position_ids is not None else {}
+            kwargs = _optional(position_ids=position_ids, token_type_ids=token_type_ids)
             out = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         finally:
             if isinstance(previous, str):
@@ -161,7 +171,8 @@ def from_shadow_model(model, *, task: str | None = None, checkpoint: str | None 
     base_model = peft.base_model
     id2label = None
     if task == TEXT_CLASSIFICATION:
-        id2label = id2label_of(base_model.config, head.out_features)
+        labels = getattr(head, "num_labels", None) or head.out_features  # encoder heads
+        id2label = id2label_of(base_model.config, labels)
     detached = DetachedShadow(
         backbone, copy_fp32(head), task=task,
         projection=copy_fp32(projection) if isinstance(projection, nn.Linear) else None,
@@ -179,6 +190,8 @@ def _hf_folder_task(folder: Path, config: dict) -> str | None:
     """An HF folder's task: its ``architectures``, else the head its weights hold."""
     if config.get("model_type") == PROJECTION_MODEL_TYPE:
         return TEXT_GENERATION
+    if is_encoder(config):  # encoders export only as classifiers
+        return TEXT_CLASSIFICATION
     found = task_from_architectures(config.get("architectures"))
     if found:
         return normalize_task(found)
@@ -192,6 +205,8 @@ def _load_hf_folder(folder: Path, config: dict, task: str | None,
                     trust_remote_code: bool) -> Loaded:
     fix = ("re-save the model with save_pretrained; for a ShadowPEFT or peft checkpoint, "
            "export its adapter folder")
+    if is_encoder(config):
+        check_encoder_folder(folder, config, task)
     recorded = _hf_folder_task(folder, config)
     if recorded is not None:
         task = _check_task(task, recorded, str(folder))

@@ -1,4 +1,4 @@
-"""What to export: the declarative ONNX I/O spec per task and per decoder architecture.
+"""What to export: the declarative ONNX I/O spec per task and per architecture.
 
 This module only *describes* graphs (names, dtypes, named dynamic axes, default opset); the
 conversion lives in ``exporters.onnx`` and the checks in ``exporters.parity`` (the split
@@ -15,10 +15,12 @@ The I/O tables are the binding contract in ``docs/DESIGN.md`` ("ONNX I/O").
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+from shadow_edge.encoders import is_encoder_config
 from shadow_edge.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -74,23 +76,47 @@ class ModelDims:
     vocab_size: int
     max_position_embeddings: int | None
     num_labels: int | None = None
+    #: the graph takes ``token_type_ids`` (an encoder with segment embeddings, e.g. BERT)
+    token_type_ids: bool = False
 
 
 # ----------------------------------------------------------------------------- architectures
 
 
 class ArchitectureSpec:
-    """How to read a decoder config's sizes. Subclasses override class attributes only.
+    """How to read a config's sizes. Subclasses override class attributes only.
 
     ``kv_heads_attr``: the config attribute with the number of KV heads (``None``: no GQA, use
     the attention heads). ``explicit_head_dim``: the config may carry ``head_dim`` that differs
-    from ``hidden_size // num_attention_heads`` (Qwen3, Gemma).
+    from ``hidden_size // num_attention_heads`` (Qwen3, Gemma). ``tasks``: the tasks the
+    architecture exports to (encoders: classification only).
     """
 
     model_types: tuple[str, ...] = ()
     kv_heads_attr: str | None = "num_key_value_heads"
     explicit_head_dim: bool = True
     default_opset: int = DEFAULT_OPSET
+    tasks: tuple[str, ...] = (TEXT_GENERATION, TEXT_CLASSIFICATION)
+
+    @classmethod
+    def attention_window(cls, config) -> int | None:
+        """The sliding-window length the config puts in effect, else ``None``.
+
+        With ``layer_types`` (Gemma 3, Qwen2/3): ``sliding_window`` when any layer is
+        ``"sliding_attention"``. Without (Mistral): ``sliding_window`` unless
+        ``use_sliding_window`` is false. A window that covers ``max_position_embeddings``
+        is never reached, so it counts as none.
+        """
+        window = getattr(config, "sliding_window", None)
+        layer_types = getattr(config, "layer_types", None)
+        if layer_types is not None:
+            in_effect = "sliding_attention" in layer_types
+        else:
+            in_effect = getattr(config, "use_sliding_window", None) is not False
+        limit = getattr(config, "max_position_embeddings", None)
+        if not in_effect or not isinstance(window, int) or window < 1:
+            return None
+        return None if isinstance(limit, int) and window >= limit else window
 
     @classmethod
     def dims(cls, config, *, num_labels: int | None = None) -> ModelDims:
@@ -126,9 +152,14 @@ def register_architecture(*model_types: str):
     return wrap
 
 
-@register_architecture("llama", "mistral", "qwen2", "qwen3", "gemma")
+@register_architecture("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma3_text")
 class DecoderSpec(ArchitectureSpec):
-    """Llama-family decoders: rotary positions, GQA, optional explicit ``head_dim``."""
+    """Llama-family decoders: rotary positions, GQA, optional explicit ``head_dim``.
+
+    Gemma 3 (``gemma3_text``, e.g. Gemma 3 270M and 1B) adds sliding-window layers
+    (``layer_types``); the window is part of the attention mask, and the parity gate probes
+    a prompt longer than it (``exporters.parity``).
+    """
 
 
 @register_architecture("gpt2")
@@ -139,25 +170,59 @@ class GPT2Spec(ArchitectureSpec):
     explicit_head_dim = False
 
 
+@register_architecture("bert", "distilbert", "roberta", "xlm-roberta", "camembert")
+class EncoderSpec(ArchitectureSpec):
+    """Bidirectional encoders (BERT incl. MiniLM, DistilBERT, RoBERTa): classification only,
+    no KV cache, no GQA; ``token_type_ids`` is an input where the backbone uses it."""
+
+    kv_heads_attr = None
+    explicit_head_dim = False
+    tasks = (TEXT_CLASSIFICATION,)
+
+
 def supported_architectures() -> list[str]:
     return sorted(_ARCHITECTURES)
+
+
+@functools.cache
+def _warn_unregistered(model_type: str | None) -> None:
+    logger.warning(
+        "architecture %r is not in the tested list %s; exporting it as a Llama-like decoder "
+        "(the parity gate checks the result)", model_type, supported_architectures(),
+    )
 
 
 def architecture_spec(config) -> type[ArchitectureSpec]:
     """The registered spec for ``config.model_type``.
 
-    Unregistered decoders fall back to :class:`DecoderSpec` with a warning: the parity gate
-    then decides whether the export is right.
+    Unregistered decoders fall back to :class:`DecoderSpec` with a warning (once per model
+    type): the parity gate then decides whether the export is right.
+
+    Raises:
+        ConfigError: an unregistered encoder (there is no safe fallback for it).
     """
-    spec = _ARCHITECTURES.get(getattr(config, "model_type", None))
+    model_type = getattr(config, "model_type", None)
+    spec = _ARCHITECTURES.get(model_type)
     if spec is None:
-        logger.warning(
-            "architecture %r is not in the tested list %s; exporting it as a Llama-like decoder "
-            "(the parity gate checks the result)",
-            getattr(config, "model_type", None), supported_architectures(),
-        )
+        if is_encoder_config(config):
+            raise ConfigError(
+                f"the encoder type {model_type!r} cannot be exported; supported encoders are "
+                f"{sorted(m for m, s in _ARCHITECTURES.items() if s is EncoderSpec)}"
+            )
+        _warn_unregistered(model_type)
         return DecoderSpec
     return spec
+
+
+def check_architecture_task(config, task: str) -> None:
+    """Raise ``ConfigError`` (one line) when ``config``'s architecture cannot serve ``task``,
+    e.g. an encoder asked for text generation."""
+    spec = architecture_spec(config)
+    if task not in spec.tasks:
+        raise ConfigError(
+            f"{config.model_type} is an encoder model: it exports only as {spec.tasks[0]!r}, and "
+            f"{task!r} needs a decoder-only model (Llama, Qwen, Gemma, GPT-2, ...)"
+        )
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -232,14 +297,16 @@ class CausalLMSpec(TaskSpec):
 
 @register_task(TEXT_CLASSIFICATION)
 class SequenceClassificationSpec(TaskSpec):
-    """Sequence classification pooled at the last non-padding token."""
+    """Sequence classification: decoders pool the last non-padding token, encoders the first
+    (``[CLS]`` / ``<s>``); encoders with segment embeddings also take ``token_type_ids``."""
 
     @classmethod
     def inputs(cls, dims: ModelDims) -> list[TensorSpec]:
-        return [
-            TensorSpec("input_ids", "int64", ("batch_size", "sequence_length")),
-            TensorSpec("attention_mask", "int64", ("batch_size", "sequence_length")),
-        ]
+        axes = ("batch_size", "sequence_length")
+        specs = [TensorSpec("input_ids", "int64", axes), TensorSpec("attention_mask", "int64", axes)]
+        if dims.token_type_ids:
+            specs.append(TensorSpec("token_type_ids", "int64", axes))
+        return specs
 
     @classmethod
     def outputs(cls, dims: ModelDims) -> list[TensorSpec]:

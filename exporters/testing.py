@@ -5,7 +5,8 @@
   ``<|im_end|>`` = 2 (eos), then the 256 byte symbols -> vocab 259. Any UTF-8 text encodes;
   multi-byte characters span several tokens. A ChatML chat template is included.
 - :func:`tiny_model` builds a random-weight HF causal LM / classifier of a supported
-  architecture; :func:`tiny_model_folder` saves it with the tokenizer.
+  architecture (decoders, and the encoders ``bert``, ``distilbert``, ``roberta`` as
+  classifiers); :func:`tiny_model_folder` saves it with the tokenizer.
 - :func:`tiny_export` exports such a folder with :func:`exporters.export`.
 - :func:`copying_export` stands in for the (slow) dynamo export in pipeline tests.
 """
@@ -18,6 +19,16 @@ from pathlib import Path
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, normalize_task
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+#: Tiny encoder configs (classification only): hidden 64, 4 heads, FFN 2 x hidden. BERT has
+#: two token types (so its graph takes token_type_ids); RoBERTa one, as its checkpoints.
+ENCODER_ARCHITECTURES = ("bert", "distilbert", "roberta")
+#: Gemma 3's sliding window in tiny configs: short, so a parity probe crosses it.
+TINY_SLIDING_WINDOW = 8
+
+
+def alternating_layer_types(num_layers: int) -> list[str]:
+    """Gemma 3 style ``layer_types`` for tiny configs: sliding, full, sliding, ..."""
+    return ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(num_layers)]
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 TINY_VOCAB = len(SPECIAL_TOKENS) + 256
 CHAT_TEMPLATE = (
@@ -65,19 +76,42 @@ def tiny_config(arch: str = "llama", *, num_layers: int = 2, hidden_size: int = 
     import transformers as tf
 
     tokens = {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID}
-    if arch == "gpt2":
+    if arch in ENCODER_ARCHITECTURES:
+        config = tiny_encoder_config(arch, num_layers=num_layers, hidden_size=hidden_size,
+                                     vocab_size=vocab_size)
+    elif arch == "gpt2":
         config = tf.GPT2Config(n_embd=hidden_size, n_layer=num_layers, n_head=4,
                                n_inner=2 * hidden_size, n_positions=128, vocab_size=vocab_size,
                                resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **tokens)
     else:
+        window = {"sliding_window": TINY_SLIDING_WINDOW,
+                  "layer_types": alternating_layer_types(num_layers)} if arch == "gemma3_text" else {}
         config = tf.AutoConfig.for_model(
             arch, hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=4,
             num_key_value_heads=2, head_dim=head_dim or hidden_size // 4, intermediate_size=2 * hidden_size,
-            vocab_size=vocab_size, max_position_embeddings=128, **tokens)
+            vocab_size=vocab_size, max_position_embeddings=128, **tokens, **window)
     config.num_labels = num_labels
     config.id2label = {i: f"label_{i}" for i in range(num_labels)}
     config.label2id = {v: k for k, v in config.id2label.items()}
     return config
+
+
+def tiny_encoder_config(arch: str, *, num_layers: int = 2, hidden_size: int = 64,
+                        vocab_size: int = TINY_VOCAB):
+    """A tiny BERT / DistilBERT / RoBERTa config (dropout 0; pad id :data:`PAD_ID`)."""
+    import transformers as tf
+
+    if arch == "distilbert":
+        return tf.DistilBertConfig(
+            vocab_size=vocab_size, dim=hidden_size, n_layers=num_layers, n_heads=4,
+            hidden_dim=2 * hidden_size, max_position_embeddings=128, pad_token_id=PAD_ID,
+            dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0)
+    cls = {"bert": tf.BertConfig, "roberta": tf.RobertaConfig}[arch]
+    return cls(
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=4, intermediate_size=2 * hidden_size, max_position_embeddings=130,
+        type_vocab_size=2 if arch == "bert" else 1, pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 def tiny_model(arch: str = "llama", task: str = TEXT_GENERATION, *, seed: int = 0,
@@ -98,7 +132,12 @@ def tiny_model(arch: str = "llama", task: str = TEXT_GENERATION, *, seed: int = 
         tf.AutoModelForSequenceClassification)
     model = auto.from_config(config).eval()
     with torch.no_grad():
-        if task == TEXT_CLASSIFICATION:
+        if task == TEXT_CLASSIFICATION and arch in ENCODER_ARCHITECTURES:
+            from shadow_edge.encoder_heads import encoder_classifier_head
+
+            head = encoder_classifier_head(model)
+            head.get_submodule(head.last_linear).weight.normal_(0.0, 1.0)
+        elif task == TEXT_CLASSIFICATION:
             head = model.score if hasattr(model, "score") else model.classifier
             head.weight.normal_(0.0, 1.0)
         else:

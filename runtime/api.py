@@ -375,18 +375,20 @@ class ShadowClassifier(_ShadowModel):
                 "classify() takes a string or a non-empty list of strings."
             )
         context = self.manifest.model.max_position_embeddings
-        rows = []
-        for ids in self.tokenizer.encode_batch(batch):
+        encoded, types = self.tokenizer.encode_batch_with_type_ids(batch)
+        for ids in encoded:
             self._check_ids(ids, "a text")
-            if context is not None and len(ids) > context:
-                if not truncate:
-                    raise PromptTooLongError(
-                        f"a text has {len(ids)} tokens but the model's context is {context}. "
-                        "Shorten it, or pass truncate=True to keep its first tokens."
-                    )
-                ids = ids[:context]
-            rows.append(ids)
-        results = self.runner.classify(rows, self.pad_token_id, batch_size, threshold)
+            if context is not None and len(ids) > context and not truncate:
+                raise PromptTooLongError(
+                    f"a text has {len(ids)} tokens but the model's context is {context}. "
+                    "Shorten it, or pass truncate=True to keep its first tokens."
+                )
+        rows = [ids[:context] for ids in encoded] if context is not None else encoded
+        type_rows = [t[:context] for t in types] if context is not None else types
+        results = self.runner.classify(
+            rows, self.pad_token_id, batch_size, threshold,
+            type_rows if self.runner.takes_token_type_ids else None,
+        )
         return results[0] if single else results
 
 

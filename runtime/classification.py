@@ -1,9 +1,10 @@
 """Sequence classification: batches of token ids -> logits, scores and labels.
 
-The graph (docs/DESIGN.md) takes ``input_ids`` and ``attention_mask`` (int64 [batch, seq])
-and returns ``logits`` (float32 [batch, num_labels]), pooling the last non-padding token
-itself. Rows are right-padded here: under causal attention the real tokens then keep the
-positions and attention they have when the row runs alone.
+The graph (docs/DESIGN.md) takes ``input_ids`` and ``attention_mask`` (int64 [batch, seq]),
+plus ``token_type_ids`` for encoders with segment embeddings (BERT, when the manifest lists
+it), and returns ``logits`` (float32 [batch, num_labels]), pooling a token itself (the last
+non-padding one for decoders, the first for encoders). Rows are right-padded here: the real
+tokens then keep the positions and attention they have when the row runs alone.
 
 Scores follow the model's ``problem_type`` as transformers' ``TextClassificationPipeline``
 (``postprocess``, transformers 5.24) computes them: raw logits for "regression", a sigmoid
@@ -103,8 +104,15 @@ def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, n
     return ids, mask
 
 
+TOKEN_TYPE_IDS = "token_type_ids"
+
+
 class ClassifierRunner:
-    """Runs an exported sequence classifier; stateless, so safe to share between threads."""
+    """Runs an exported sequence classifier; stateless, so safe to share between threads.
+
+    ``takes_token_type_ids``: the graph has a ``token_type_ids`` input (as the manifest's
+    ``inputs`` list says); :meth:`logits` then feeds the rows' segment ids.
+    """
 
     def __init__(self, session: ort.InferenceSession, manifest: Manifest):
         inputs = {i.name for i in session.get_inputs()}
@@ -114,6 +122,14 @@ class ClassifierRunner:
             raise ModelFolderError(
                 f"the ONNX classifier lacks {missing} (expected inputs input_ids, attention_mask "
                 "and output logits). Re-export it with `shadow-edge export --task SEQ_CLS`."
+            )
+        self.takes_token_type_ids = TOKEN_TYPE_IDS in inputs
+        listed = {t.name for t in manifest.inputs}
+        if listed and (TOKEN_TYPE_IDS in listed) != self.takes_token_type_ids:
+            raise ModelFolderError(
+                f"shadow_edge.json {'lists' if TOKEN_TYPE_IDS in listed else 'does not list'} the "
+                f"input {TOKEN_TYPE_IDS}, but the ONNX graph {'has' if self.takes_token_type_ids else 'lacks'} "
+                "it. The folder is inconsistent: re-export the model with `shadow-edge export`."
             )
         self.session = session
         self.num_labels = manifest.model.num_labels
@@ -129,22 +145,41 @@ class ClassifierRunner:
         self.problem_type = manifest.model.problem_type
         self.score_function = score_function(self.problem_type, self.num_labels)
 
-    def logits(self, rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:
-        """float32 [len(rows), num_labels] logits for token-id rows (each non-empty)."""
+    def logits(
+        self, rows: Sequence[Sequence[int]], pad_id: int,
+        type_rows: Sequence[Sequence[int]] | None = None,
+    ) -> np.ndarray:
+        """float32 [len(rows), num_labels] logits for token-id rows (each non-empty).
+
+        ``type_rows``: each row's ``token_type_ids`` (same lengths), fed when the graph takes
+        them; default all 0 (one segment).
+        """
         if any(len(r) == 0 for r in rows):
             raise InvalidSettingError(
                 "a text encodes to zero tokens and cannot be classified; pass non-empty texts."
             )
         ids, mask = right_pad(rows, pad_id)
-        (logits,) = self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if self.takes_token_type_ids:
+            if type_rows is None:
+                feed[TOKEN_TYPE_IDS] = np.zeros_like(ids)
+            elif [len(t) for t in type_rows] != [len(r) for r in rows]:
+                raise InvalidSettingError(
+                    "token_type_ids rows must have the lengths of the token id rows; pass the "
+                    "type ids the tokenizer returned with the ids."
+                )
+            else:
+                feed[TOKEN_TYPE_IDS] = right_pad(type_rows, 0)[0]
+        (logits,) = self.session.run(["logits"], feed)
         return logits
 
     def classify(
         self, rows: Sequence[Sequence[int]], pad_id: int, batch_size: int = 32,
         threshold: float = MULTI_LABEL_THRESHOLD,
+        type_rows: Sequence[Sequence[int]] | None = None,
     ) -> list[Classification]:
-        """Classify token-id rows in chunks of ``batch_size``; ``threshold`` selects the
-        ``labels`` of a multi-label model."""
+        """Classify token-id rows (with their ``type_rows``, see :meth:`logits`) in chunks of
+        ``batch_size``; ``threshold`` selects the ``labels`` of a multi-label model."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidSettingError(
                 f"batch_size must be an integer >= 1, got {batch_size!r}. Use e.g. batch_size=16."
@@ -158,7 +193,8 @@ class ClassifierRunner:
         multi_label = self.problem_type == "multi_label_classification"
         results: list[Classification] = []
         for start in range(0, len(rows), batch_size):
-            logits = self.logits(rows[start : start + batch_size], pad_id)
+            types = None if type_rows is None else type_rows[start : start + batch_size]
+            logits = self.logits(rows[start : start + batch_size], pad_id, types)
             scores = scores_of(logits, self.score_function)
             for row_logits, row_scores in zip(logits, scores):
                 best = int(np.argmax(row_scores))

@@ -96,9 +96,17 @@ class OnnxClassifier:
 
     def __init__(self, path: str | Path):
         self.session = create_session(path, threads=1)
+        #: the graph takes ``token_type_ids`` (an encoder with segment embeddings, e.g. BERT)
+        self.takes_token_type_ids = any(i.name == "token_type_ids"
+                                        for i in self.session.get_inputs())
 
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """int64 [batch, seq] ids and mask -> float32 logits [batch, num_labels]."""
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+               token_type_ids: np.ndarray | None = None) -> np.ndarray:
+        """int64 [batch, seq] ids and mask (and segment ids for a graph that takes them,
+        zeros by default) -> float32 logits [batch, num_labels]."""
         feed = {"input_ids": np.asarray(input_ids, np.int64),
                 "attention_mask": np.asarray(attention_mask, np.int64)}
+        if self.takes_token_type_ids:
+            feed["token_type_ids"] = (np.zeros_like(feed["input_ids"]) if token_type_ids is None
+                                      else np.asarray(token_type_ids, np.int64))
         return _run(self.session, ["logits"], feed)[0]

@@ -13,7 +13,14 @@ Probe sets (token ids int64 [rows, seq]):
 - ``text``: windows of a built-in English sample, tokenized with the export's tokenizer;
 - ``calibration``: windows of the user's ``--calibration-text`` (when given);
 - ``random_ids``: uniformly random ids (special tokens avoided): inputs no training text
-  looks like, which expose quantization damage that real text hides.
+  looks like, which expose quantization damage that real text hides;
+- ``sliding_window`` (models with a sliding attention window, e.g. Gemma 3): one random row
+  of ``window + 8`` tokens, prefilled up to 12 tokens before its end and decoded through the
+  KV cache, so the cached steps cross the window. Only those last positions are stored and
+  compared (``ProbeSet.scored_from``): a wrong or missing window changes them.
+
+Classification probes of a graph that takes ``token_type_ids`` (BERT) carry two segments
+(``ProbeSet.token_type_ids``), so a graph that ignored them would differ from the reference.
 
 Definitions
 -----------
@@ -58,6 +65,7 @@ REFERENCE_FORMAT = 1
 TEXT_GENERATION, TEXT_CLASSIFICATION = "text-generation", "text-classification"
 PRECISIONS = ("fp32", "int8", "int4")
 TEXT, CALIBRATION, RANDOM_IDS = "text", "calibration", "random_ids"
+SLIDING_WINDOW = "sliding_window"
 FP32_RELATIVE_TOLERANCE = 1e-4
 GREEDY_STEPS = 32
 
@@ -149,13 +157,21 @@ class ParityReport:
 @dataclass
 class ProbeSet:
     """One probe set: ``input_ids`` int64 [rows, seq] and the reference ``logits``
-    ([rows, seq, vocab] for text generation, [rows, num_labels] for classification).
-    ``prefill``: tokens run in the first step before cached decoding (text generation)."""
+    ([rows, seq - scored_from, vocab] for text generation, [rows, num_labels] for
+    classification).
+
+    ``prefill``: tokens run in the first step before cached decoding (text generation);
+    ``scored_from``: the first position with stored logits (text generation);
+    ``token_type_ids``: int64 [rows, seq] segment ids fed with the rows (classification
+    graphs that take them), or ``None``.
+    """
 
     name: str
     input_ids: np.ndarray
     logits: np.ndarray
     prefill: int = 0
+    scored_from: int = 0
+    token_type_ids: np.ndarray | None = None
 
 
 @dataclass
@@ -182,11 +198,14 @@ class ParityReference:
         path = Path(path)
         meta = {"format": REFERENCE_FORMAT, "task": self.task, "precision": self.precision,
                 "pad_token_id": self.pad_token_id, "source": self.source,
-                "probes": [{"name": p.name, "prefill": p.prefill} for p in self.probes]}
+                "probes": [{"name": p.name, "prefill": p.prefill, "scored_from": p.scored_from}
+                           for p in self.probes]}
         arrays = {"meta": np.array(json.dumps(meta))}
         for p in self.probes:
             arrays[f"{p.name}.input_ids"] = np.asarray(p.input_ids, np.int32)
             arrays[f"{p.name}.logits"] = p.logits
+            if p.token_type_ids is not None:
+                arrays[f"{p.name}.token_type_ids"] = np.asarray(p.token_type_ids, np.int8)
         if self.greedy_prompt is not None:
             arrays["greedy.prompt"] = np.asarray(self.greedy_prompt, np.int32)
             arrays["greedy.tokens"] = np.asarray(self.greedy_tokens, np.int32)
@@ -212,8 +231,13 @@ class ParityReference:
         if meta.get("format", 0) > REFERENCE_FORMAT:
             raise ModelFolderError(f"{str(path)!r} was written by a newer shadow-edge; upgrade "
                                    "shadow-edge (pip install -U shadow-edge) to verify it")
+        def types(name: str) -> np.ndarray | None:
+            found = arrays.get(f"{name}.token_type_ids")
+            return None if found is None else found.astype(np.int64)
+
         probes = [ProbeSet(p["name"], arrays[f"{p['name']}.input_ids"].astype(np.int64),
-                           arrays[f"{p['name']}.logits"], int(p["prefill"]))
+                           arrays[f"{p['name']}.logits"], int(p["prefill"]),
+                           int(p.get("scored_from", 0)), types(p["name"]))
                   for p in meta["probes"]]
         greedy = "greedy.prompt" in arrays
         return cls(task=meta["task"], precision=meta["precision"], probes=probes,
@@ -251,7 +275,8 @@ def _suffix(probe: ProbeSet) -> str:
 
 
 def _thresholds(precision: str, probe: ProbeSet) -> dict:
-    return (RANDOM_ID_THRESHOLDS if probe.name == RANDOM_IDS else QUANTIZED_THRESHOLDS)[precision]
+    random = probe.name in (RANDOM_IDS, SLIDING_WINDOW)  # both are random ids
+    return (RANDOM_ID_THRESHOLDS if random else QUANTIZED_THRESHOLDS)[precision]
 
 
 def _agreement(report: ParityReport, onnx: np.ndarray, ref: np.ndarray, probe: ProbeSet,
@@ -278,10 +303,10 @@ def causal_lm_report(onnx_path, reference: ParityReference) -> ParityReport:
     for probe in reference.probes:
         ids, ref = probe.input_ids, probe.logits.astype(np.float32)
         mask = np.ones_like(ids)
-        cached = model.prefill_then_decode(ids, mask, probe.prefill)
+        cached = model.prefill_then_decode(ids, mask, probe.prefill)[:, probe.scored_from:]
         seq = ids.shape[1]
         if precision == "fp32":
-            full = model.step(ids, mask)[0]
+            full = model.step(ids, mask)[0][:, probe.scored_from:]
             report.add(f"logits_max_abs_diff{_suffix(probe)}", np.abs(full - ref).max(), tol,
                        "<=", f"{probe.name}: first step (past length 0), {ids.shape[0]} x {seq}; "
                        "tolerance 1e-4 x scale")
@@ -322,7 +347,7 @@ def classification_report(onnx_path, reference: ParityReference) -> ParityReport
     tol = FP32_RELATIVE_TOLERANCE * report.logit_scale
     for probe in reference.probes:
         ids, ref = probe.input_ids, probe.logits.astype(np.float32)
-        onnx = model.logits(ids, np.ones_like(ids))
+        onnx = model.logits(ids, np.ones_like(ids), probe.token_type_ids)
         if precision == "fp32":
             agreement = float((onnx.argmax(-1) == ref.argmax(-1)).mean())
             report.add(f"argmax_agreement{_suffix(probe)}", agreement, 1.0, ">=",

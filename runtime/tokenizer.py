@@ -168,9 +168,11 @@ class Tokenizer:
                 f"cannot parse {str(path)!r}: {exc}. The file is corrupt or from a newer "
                 "`tokenizers`; copy it again or upgrade tokenizers."
             ) from None
-        # transformers ignores these saved sections unless a call asks for truncation/padding
-        backend.no_truncation()
+        # A tokenizer.json may fix padding and truncation (sentence-transformers' MiniLM pads
+        # every text to 128 [PAD] tokens and cuts at 128). As transformers does per call, the
+        # runtime pads (with an attention mask) and truncates itself, so both are turned off.
         backend.no_padding()
+        backend.no_truncation()
         config: dict = {}
         if (folder / "tokenizer_config.json").is_file():
             config = _read_json(folder / "tokenizer_config.json")
@@ -250,12 +252,22 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[list[int]]:
         """:meth:`encode` for several texts (the Rust tokenizer runs them in parallel)."""
+        return [e.ids for e in self._encodings(texts, add_special_tokens)]
+
+    def encode_batch_with_type_ids(
+        self, texts: Sequence[str], *, add_special_tokens: bool = True
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids and ``token_type_ids`` (segment ids set by the tokenizer's post-processor,
+        e.g. BERT's; 0 for every token of a single text) for several texts."""
+        encodings = self._encodings(texts, add_special_tokens)
+        return [e.ids for e in encodings], [e.type_ids for e in encodings]
+
+    def _encodings(self, texts: Sequence[str], add_special_tokens: bool):
         try:
-            encodings = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+            return self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
         except TypeError:
             _check_encodable(texts)
             raise
-        return [e.ids for e in encodings]
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
         """Text of ``ids``; bytes that form no complete UTF-8 character decode to U+FFFD."""

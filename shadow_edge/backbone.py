@@ -1,9 +1,11 @@
-"""Find a base model's decoder stack; build an implicit shadow; prepare an explicit one.
+"""Find a base model's layer stack; build an implicit shadow; prepare an explicit one.
 
 Supported decoder layouts (the seed README's table): ``model.layers`` (Llama, Mistral,
 Qwen, Gemma), ``transformer.h`` (GPT-2) and ``model.decoder.layers`` (nested decoders such
-as OPT). A task model (``*ForCausalLM``, ``*ForSequenceClassification``) or a bare backbone
-(``LlamaModel``) may be passed.
+as OPT); encoder layouts (``encoders.py``): ``bert.encoder.layer`` (BERT, RoBERTa) and
+``distilbert.transformer.layer``. A task model (``*ForCausalLM``,
+``*ForSequenceClassification``) or a bare backbone (``LlamaModel``, ``BertModel``) may be
+passed.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .config import ShadowConfig
+from .encoders import ENCODER_LAYER_PATHS, drop_pooler, is_encoder_config
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-# Config keys (first present wins) across HF configs; GPT-2 uses n_layer/n_embd/n_head/n_inner
-# and maps the standard names through ``attribute_map``.
-_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
-_HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model")
+# Config keys (first present wins) across HF configs; GPT-2 uses n_layer/n_embd/n_head/n_inner,
+# DistilBERT n_layers/dim/n_heads/hidden_dim, and both map the standard names through
+# ``attribute_map``.
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+_HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
 _OVERRIDE_KEYS = {
-    "shadow_intermediate_size": ("intermediate_size", "n_inner", "ffn_dim"),
-    "shadow_num_attention_heads": ("num_attention_heads", "n_head"),
+    "shadow_intermediate_size": ("intermediate_size", "n_inner", "ffn_dim", "hidden_dim"),
+    "shadow_num_attention_heads": ("num_attention_heads", "n_head", "n_heads"),
     "shadow_num_key_value_heads": ("num_key_value_heads", "num_kv_heads"),
     "shadow_head_dim": ("head_dim",),
 }
@@ -46,25 +50,28 @@ def get_backbone(model: nn.Module) -> PreTrainedModel:
     """Return the transformer backbone of ``model`` (``LlamaModel`` for ``LlamaForCausalLM``).
 
     The backbone is the module whose forward returns ``last_hidden_state``: ``model.model``,
-    ``model.transformer``, or ``model`` itself when it is already a backbone.
+    ``model.transformer``, the model's ``base_model_prefix`` attribute (``model.bert``,
+    ``model.distilbert``), or ``model`` itself when it is already a backbone.
 
     Raises:
-        ConfigError: no backbone with a decoder stack is found.
+        ConfigError: no backbone with a layer stack is found.
     """
-    for attr in ("model", "transformer"):
+    for attr in ("model", "transformer", getattr(model, "base_model_prefix", None) or "model"):
         candidate = getattr(model, attr, None)
         if isinstance(candidate, nn.Module) and _layers_of(candidate) is not None:
             return candidate
     if _layers_of(model) is not None:
         return model
     raise ConfigError(
-        f"Cannot find the decoder stack of {type(model).__name__}: expected model.layers, "
-        "transformer.h or model.decoder.layers. Pass a Hugging Face decoder-only model."
+        f"Cannot find the layer stack of {type(model).__name__}: expected model.layers, "
+        "transformer.h or model.decoder.layers (decoders), or encoder.layer / transformer.layer "
+        "(BERT, RoBERTa, DistilBERT). Pass a Hugging Face decoder-only model or one of these "
+        "encoders."
     )
 
 
 def _layers_of(backbone: nn.Module) -> nn.ModuleList | None:
-    for path in (("layers",), ("h",), ("decoder", "layers")):
+    for path in (("layers",), ("h",), ("decoder", "layers"), *ENCODER_LAYER_PATHS):
         obj = backbone
         for name in path:
             obj = getattr(obj, name, None)
@@ -163,6 +170,8 @@ def build_implicit_shadow(base_model: nn.Module, shadow_config: ShadowConfig) ->
             f"Cannot build the implicit shadow {type(backbone).__name__} from the overrides "
             f"({exc}). Check num_shadow_layers and the shadow_* size overrides."
         ) from exc
+    if is_encoder_config(cfg):
+        drop_pooler(shadow)
     logger.debug("built implicit shadow %s with %d layers", type(shadow).__name__, num_layers_of(cfg))
     return shadow
 
@@ -230,6 +239,8 @@ def prepare_shadow_model(shadow_model: nn.Module, *, remove_embed_tokens: bool =
     if carried_projection(shadow_model) is not None and isinstance(inner, nn.Module):
         shadow_model = inner
     backbone = get_backbone(shadow_model)
+    if is_encoder_config(backbone.config):
+        drop_pooler(backbone)  # the shadow classifier head carries the base's pooler
     if remove_embed_tokens:
         remove_input_embeddings(backbone)
     return backbone

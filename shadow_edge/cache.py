@@ -59,7 +59,16 @@ class ShadowCache:
 
     @classmethod
     def for_model(cls, peft_model, *, shadow_only: bool = False) -> ShadowCache:
-        """An empty cache for a ``ShadowPeftModel`` (without the base half when ``shadow_only``)."""
+        """An empty cache for a ``ShadowPeftModel`` (without the base half when ``shadow_only``).
+
+        Raises:
+            ConfigError: the base is an encoder (bidirectional attention cannot be cached).
+        """
+        if getattr(peft_model, "is_encoder", False):
+            raise ConfigError(
+                f"{type(peft_model.base_model).__name__} is an encoder: every token attends to every "
+                "other one, so there is no KV cache; call it without use_cache / past_key_values."
+            )
         base_config = None if shadow_only else peft_model.base_model.config
         return cls(base_config, peft_model.shadow_model.config)
 

@@ -41,6 +41,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedModel
 
 from .backbone import embedding_attribute_name, input_embeddings_of
+from .encoder_heads import EncoderClassifierHead, encoder_classifier_head
+from .encoders import is_encoder_config
 from .errors import ConfigError, ExportError
 from .projection import AutoModelForCausalLMWithHiddenProjection
 
@@ -64,8 +66,8 @@ def export_shadow(model: nn.Module, *, lm_head: nn.Module | None = None) -> PreT
         a ``*ForCausalLM`` / ``*ForSequenceClassification`` when Hs == H, else an
         ``AutoModelForCausalLMWithHiddenProjection``. Causal exports carry a copy of the
         base's ``generation_config``. Logits: ``[batch, seq, V]`` (causal) or
-        ``[batch, num_labels]`` (classification, pooled by transformers on the last
-        non-``pad_token_id`` token).
+        ``[batch, num_labels]`` (classification, pooled by transformers: decoders on the last
+        non-``pad_token_id`` token, encoders on the first token, so right padding).
 
     Raises:
         ConfigError: ``model`` is neither a ``ShadowPeftModel`` nor a task wrapper;
@@ -168,8 +170,8 @@ def _export_same_size(peft, head: nn.Module | None, causal: bool) -> PreTrainedM
             head = base.get_output_embeddings()
         else:
             head = _base_classifier(base)
-    tie = bool(getattr(config, "tie_word_embeddings", False))
-    if tie and causal:
+    tie = causal and bool(getattr(config, "tie_word_embeddings", False))  # a classifier ties nothing
+    if tie:
         tie = head.weight.shape == embeddings.weight.shape and torch.equal(
             head.weight.detach().cpu(), embeddings.weight.detach().cpu()
         )
@@ -184,10 +186,14 @@ def _export_same_size(peft, head: nn.Module | None, causal: bool) -> PreTrainedM
     state = {prefix + key: value for key, value in shadow.state_dict().items()}
     embedding_name = embedding_attribute_name(exported.base_model)
     state.update(_prefixed(embeddings, f"{prefix}{embedding_name}."))
-    head_name = _head_name(exported)
-    state.update(_prefixed(head, f"{head_name}."))
+    if isinstance(head, EncoderClassifierHead):  # e.g. BERT: bert.pooler + classifier
+        for name, module in head.task_model_modules(prefix).items():
+            state.update(_prefixed(module, f"{name}."))
+    else:
+        head_name = _head_name(exported)
+        state.update(_prefixed(head, f"{head_name}."))
     if tie:  # the exported head is the embedding table itself
-        state.update(_prefixed(embeddings, f"{head_name}."))
+        state.update(_prefixed(embeddings, f"{_head_name(exported)}."))
     try:
         exported.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -218,6 +224,8 @@ def _head_name(exported: PreTrainedModel) -> str:
 
 
 def _base_classifier(base: PreTrainedModel) -> nn.Module:
+    if is_encoder_config(base.config):
+        return encoder_classifier_head(base)
     for name, child in base.named_children():
         if child is not base.base_model and any(True for _ in child.parameters()):
             return child

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,8 +31,10 @@ from .backbone import (
 )
 from .cache import OUTPUT_CACHE_FIELD, ShadowCache, cache_argument_name, resolve_shadow_cache
 from .config import ShadowConfig
+from .encoders import check_supported_encoder, encoder_inputs, is_encoder_config
 from .errors import ConfigError
 from .layers import ShadowInjectionModel, ShadowUpdateModel
+from .parameters import count_parameters, write_parameter_summary
 from .projection import register_auto_classes  # noqa: F401  (importing the core registers the Auto classes)
 from .shadow_pass import ShadowPass
 
@@ -49,11 +50,13 @@ ADAPTER_PREFIXES = (
 
 
 class ShadowPeftModel(nn.Module):
-    """A frozen HF decoder with a ShadowPEFT adapter.
+    """A frozen HF decoder (or encoder) with a ShadowPEFT adapter.
 
     Args:
         base_model: an HF decoder-only model (``*ForCausalLM`` or ``*ForSequenceClassification``)
-            with at least 2 decoder layers. All its parameters are frozen.
+            with at least 2 decoder layers, or a BERT / DistilBERT / RoBERTa encoder
+            (``encoders.py``: bidirectional attention, no KV cache, position ids from the
+            padding mask). All its parameters are frozen.
         shadow_config: the adapter hyper-parameters.
         shadow_model: an explicit shadow (task model, backbone, or a projected model carrying
             ``shadow_hidden_projection``); ``None`` builds an implicit shadow from the base.
@@ -61,15 +64,15 @@ class ShadowPeftModel(nn.Module):
     Public attributes (used by the exporters): ``base_model``, ``shadow_model`` (the shadow
     backbone, possibly without input embeddings), ``shadow_hidden_projection``
     (``nn.Linear(Hs, H, bias=False)`` or ``None`` when ``Hs == H``), ``shadow_injection_model``,
-    ``shadow_update_model``, ``shadow_config``, ``embeddings_shared``.
+    ``shadow_update_model``, ``shadow_config``, ``embeddings_shared``, ``is_encoder``.
 
     Threads: several threads may run forwards of one model (and of its plain base) at once;
     each sees only its own pass (``shadow_pass.py``). A ``ShadowCache`` belongs to one thread.
 
     Raises:
         ConfigError: ``shadow_config`` is not a ``ShadowConfig``; the base has fewer than 2
-            decoder layers or an unsupported layout; an explicit shadow without input
-            embeddings has another hidden size than the base.
+            decoder layers or an unsupported layout or encoder family; an explicit shadow
+            without input embeddings has another hidden size than the base.
     """
 
     def __init__(
@@ -92,6 +95,9 @@ class ShadowPeftModel(nn.Module):
                 "model (its .base_model / .peft_model.base_model) to get_shadow_model."
             )
         stack = find_decoder_stack(base_model)
+        self.is_encoder = is_encoder_config(base_model.config)
+        if self.is_encoder:
+            check_supported_encoder(base_model.config)
         num_layers = len(stack.layers)
         if num_layers < 2:
             raise ConfigError(
@@ -188,15 +194,18 @@ class ShadowPeftModel(nn.Module):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         cache: Any = None,
+        token_type_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """The shadow start state ``s = P(shadow_backbone(inputs).last_hidden_state)`` (step 1).
 
         Args:
             input_ids: int64 ``[batch, seq]``.
             attention_mask: ``[batch, past + seq]`` (1 = token, 0 = padding).
-            position_ids: int64 ``[batch, seq]``; ``None`` lets the backbone count from the cache.
+            position_ids: int64 ``[batch, seq]``; ``None`` lets a decoder count from the cache
+                (an encoder derives them from ``attention_mask``, ``encoders.py``).
             inputs_embeds: ``[batch, seq, H]`` base-space embeddings (only with shared embeddings).
             cache: the shadow backbone's ``DynamicCache`` (updated in place), or ``None``.
+            token_type_ids: int64 ``[batch, seq]`` segment ids, for encoders that have them.
 
         Returns:
             float ``[batch, seq, H]``.
@@ -207,6 +216,9 @@ class ShadowPeftModel(nn.Module):
         """
         backbone = self.shadow_model
         kwargs: dict[str, Any] = {"attention_mask": attention_mask, "position_ids": position_ids}
+        if self.is_encoder:
+            kwargs = encoder_inputs(backbone, backbone.config, attention_mask=attention_mask,
+                                    position_ids=position_ids, token_type_ids=token_type_ids)
         if self.embeddings_shared:
             if inputs_embeds is None:
                 if input_ids is None:
@@ -220,8 +232,9 @@ class ShadowPeftModel(nn.Module):
                     "pass input_ids (or prepare the shadow with remove_embed_tokens=True)."
                 )
             kwargs["input_ids"] = input_ids
-        kwargs["use_cache"] = cache is not None
-        kwargs[cache_argument_name(backbone)] = cache
+        if not self.is_encoder:  # encoders have no KV cache (ShadowCache.for_model refuses them)
+            kwargs["use_cache"] = cache is not None
+            kwargs[cache_argument_name(backbone)] = cache
         hidden = backbone(**kwargs).last_hidden_state
         if self.shadow_hidden_projection is not None:
             hidden = self.shadow_hidden_projection(hidden.to(self.shadow_hidden_projection.weight.dtype))
@@ -236,6 +249,8 @@ class ShadowPeftModel(nn.Module):
         past_key_values: ShadowCache | None = None,
         use_cache: bool | None = None,
         cache: ShadowCache | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        run_backbone: bool = False,
         **kwargs: Any,
     ) -> tuple[Any, torch.Tensor, ShadowCache | None]:
         """Run the base with the shadow adapter (the ``"base_shadow"`` path).
@@ -244,6 +259,10 @@ class ShadowPeftModel(nn.Module):
             past_key_values: a ``ShadowCache`` to extend (created when ``use_cache`` and ``None``);
                 ``cache=`` is accepted as the same argument (transformers 5.24's name).
             use_cache: keep KV caches (default ``False`` unless a cache is given).
+            token_type_ids: segment ids (encoders that have them; passed to the base as is
+                otherwise).
+            run_backbone: run only the base's backbone (its output has ``last_hidden_state``);
+                the encoder classifier applies its head itself.
             kwargs: passed to the base model's forward (e.g. ``labels`` for the base's own
                 loss; the task wrappers compute their losses themselves).
 
@@ -259,25 +278,26 @@ class ShadowPeftModel(nn.Module):
             past_key_values, cache, use_cache=use_cache, new_cache=lambda: ShadowCache.for_model(self),
             need_base=True,
         )
-        use_cache = cache is not None
         shadow_start = self.shadow_hidden_states(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=None if input_ids is not None else inputs_embeds,
             cache=cache.shadow if cache is not None else None,
+            token_type_ids=token_type_ids,
         )
-        base_kwargs = dict(kwargs)
-        base_kwargs[cache_argument_name(self.base_model)] = cache.base if cache is not None else None
+        base = get_backbone(self.base_model) if run_backbone else self.base_model
+        base_kwargs: dict[str, Any] = {"attention_mask": attention_mask, "position_ids": position_ids}
+        if self.is_encoder:
+            base_kwargs = encoder_inputs(base, self.base_model.config, attention_mask=attention_mask,
+                                         position_ids=position_ids, token_type_ids=token_type_ids)
+        else:
+            base_kwargs["use_cache"] = cache is not None
+            base_kwargs[cache_argument_name(base)] = cache.base if cache is not None else None
+            if token_type_ids is not None:
+                base_kwargs["token_type_ids"] = token_type_ids
         with ShadowPass(self.shadow_injection_model, self.shadow_update_model, self.decoder_layers, shadow_start):
-            output = self.base_model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                inputs_embeds=inputs_embeds,
-                use_cache=use_cache,
-                **base_kwargs,
-            )
+            output = base(input_ids=input_ids, inputs_embeds=inputs_embeds, **base_kwargs, **kwargs)
         return output, shadow_start, cache
 
     def forward(self, *args: Any, **kwargs: Any):
@@ -302,7 +322,7 @@ class ShadowPeftModel(nn.Module):
         ``file`` defaults to ``sys.stdout`` (the PEFT method of the same name prints). The
         line is also returned.
         """
-        return _write_parameter_summary(self, file)
+        return write_parameter_summary(self, file)
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """The adapter weights under the FORMAT.md key prefixes (detached, on CPU, contiguous)."""
@@ -455,24 +475,6 @@ def _copy_linear(linear: nn.Linear) -> nn.Linear:
         out.weight.copy_(linear.weight.detach())
     out.weight.requires_grad = linear.weight.requires_grad
     return out
-
-
-def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts of ``module`` (shared parameters counted once)."""
-    trainable = total = 0
-    for parameter in module.parameters():
-        total += parameter.numel()
-        if parameter.requires_grad:
-            trainable += parameter.numel()
-    return trainable, total
-
-
-def _write_parameter_summary(module: nn.Module, file: TextIO | None) -> str:
-    trainable, total = count_parameters(module)
-    percent = 100.0 * trainable / total if total else 0.0
-    line = f"Trainable params: {trainable:,} || Total params: {total:,} || Trainable%: {percent:.4f}%"
-    (file or sys.stdout).write(line + "\n")
-    return line
 
 
 def get_shadow_model(

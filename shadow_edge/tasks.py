@@ -25,8 +25,10 @@ from transformers import GenerationConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
 
 from .cache import OUTPUT_CACHE_FIELD, ShadowCache, resolve_shadow_cache
+from .encoder_heads import EncoderClassifierHead, encoder_classifier_head
 from .errors import ConfigError
-from .model import ShadowPeftModel, _write_parameter_summary, count_parameters
+from .model import ShadowPeftModel
+from .parameters import count_parameters, write_parameter_summary
 from .pooling import pool_last_token
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ logger = logging.getLogger(__name__)
 INFERENCE_MODES = ("base_shadow", "shadow_only")
 #: Default weight of the shadow loss (shadow-peft 0.1.x and FORMAT.md step 5).
 DEFAULT_SHADOW_LOSS_WEIGHT = 0.05
-
 
 
 
@@ -178,6 +179,9 @@ class ShadowTaskModel(nn.Module):
     def _output(self, **fields: Any):
         raise NotImplementedError
 
+    def _base_logits(self, output: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        return output.logits
+
     def _config_extras(self) -> dict[str, Any]:
         return {}
 
@@ -225,6 +229,7 @@ class ShadowTaskModel(nn.Module):
         cache: ShadowCache | None = None,
         return_dict: bool | None = None,
         logits_to_keep: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
         **kwargs: Any,
     ):
         """Score a batch; with ``labels``, also the loss (FORMAT.md steps 4-6).
@@ -242,6 +247,7 @@ class ShadowTaskModel(nn.Module):
                 over those positions' next tokens. Training passes the supervised positions
                 (``training_data.PadCollator(supervised_logits_only=True)``), which skips
                 the vocabulary-sized heads on the prompt without changing the loss.
+            token_type_ids: int64 ``[batch, seq]`` segment ids (encoders that have them).
             kwargs: extra base-model arguments (``base_shadow`` mode only), e.g.
                 ``output_hidden_states=True`` (the base's ``hidden_states`` are returned).
 
@@ -271,6 +277,7 @@ class ShadowTaskModel(nn.Module):
                 position_ids=position_ids,
                 inputs_embeds=inputs_embeds,
                 cache=cache.shadow if cache is not None else None,
+                token_type_ids=token_type_ids,
             )
             shadow_logits = self._score_shadow(_kept(shadow_hidden, logits_to_keep), attention_mask)
             loss = self._loss(shadow_logits, labels, logits_to_keep) if labels is not None else None
@@ -285,16 +292,19 @@ class ShadowTaskModel(nn.Module):
             past_key_values=past_key_values,
             use_cache=use_cache,
             cache=cache,
+            token_type_ids=token_type_ids,
+            run_backbone=self.peft_model.is_encoder,
             **kwargs,
         )
+        logits = self._base_logits(output, attention_mask)
         shadow_logits = self._score_shadow(_kept(shadow_hidden, logits_to_keep), attention_mask)
         loss = None
         if labels is not None:
-            loss = self._loss(output.logits, labels, logits_to_keep)
+            loss = self._loss(logits, labels, logits_to_keep)
             if self.shadow_loss_weight:
                 loss = loss + self.shadow_loss_weight * self._loss(shadow_logits, labels,
                                                                    logits_to_keep)
-        out = self._output(loss=loss, logits=output.logits, shadow_logits=shadow_logits, cache=cache)
+        out = self._output(loss=loss, logits=logits, shadow_logits=shadow_logits, cache=cache)
         out.hidden_states = getattr(output, "hidden_states", None)
         out.attentions = getattr(output, "attentions", None)
         return out.to_tuple() if return_dict is False else out
@@ -341,7 +351,7 @@ class ShadowTaskModel(nn.Module):
 
     def print_trainable_parameters(self, file=None) -> str:
         """Write the trainable-parameter summary line (see ``ShadowPeftModel``)."""
-        return _write_parameter_summary(self, file)
+        return write_parameter_summary(self, file)
 
     def activation_checkpointing_enable(
         self, activation_checkpointing_kwargs: dict | None = None, every_n_layers: int = 1, offload: bool = False
@@ -438,6 +448,11 @@ class ShadowForCausalLM(ShadowTaskModel):
     default_trainable_heads = ()
 
     def _find_base_head(self, base: PreTrainedModel) -> nn.Module:
+        if self.peft_model.is_encoder:
+            raise ConfigError(
+                f"{type(base).__name__} is an encoder ({base.config.model_type}), which cannot "
+                "generate text; use ShadowForSequenceClassification, or a decoder-only base."
+            )
         head = base.get_output_embeddings()
         if head is None:
             raise ConfigError(
@@ -479,8 +494,11 @@ class ShadowForSequenceClassification(ShadowTaskModel):
     ``classifier_head`` is a copy put in the base's place, so the base's own head stays as
     loaded.
 
-    The shadow head scores the shadow start state of the last non-padding token
-    (``pooling.pool_last_token``, correct for left and right padding).
+    Decoders: the shadow head scores the shadow start state of the last non-padding token
+    (``pooling.pool_last_token``, correct for left and right padding). Encoders (BERT,
+    DistilBERT, RoBERTa): both heads are the architecture's own head run on the first
+    non-padding token (``encoder_heads.py``), the base's on the base backbone's output, the
+    shadow's on the shadow start state.
     """
 
     task_type = "SEQ_CLS"
@@ -488,6 +506,8 @@ class ShadowForSequenceClassification(ShadowTaskModel):
     default_trainable_heads = ("classifier_head", "shadow_classifier_head")
 
     def _find_base_head(self, base: PreTrainedModel) -> nn.Module:
+        if self.peft_model.is_encoder:
+            return encoder_classifier_head(base)
         for attr in ("score", "classifier"):
             head = getattr(base, attr, None)
             if isinstance(head, nn.Module):
@@ -498,8 +518,16 @@ class ShadowForSequenceClassification(ShadowTaskModel):
         )
 
     def _score_shadow(self, shadow_hidden, attention_mask):
+        head = self.shadow_classifier_head
+        if isinstance(head, EncoderClassifierHead):
+            return head(_to_head_dtype(shadow_hidden, head), attention_mask)
         pooled = pool_last_token(shadow_hidden, attention_mask)
-        return self.shadow_classifier_head(_to_head_dtype(pooled, self.shadow_classifier_head))
+        return head(_to_head_dtype(pooled, head))
+
+    def _base_logits(self, output, attention_mask):
+        if isinstance(self.classifier_head, EncoderClassifierHead):  # the backbone ran alone
+            return self.classifier_head(output.last_hidden_state, attention_mask)
+        return output.logits
 
     def _loss(self, logits, labels, positions=None):
         from transformers.loss.loss_utils import ForSequenceClassificationLoss

@@ -262,3 +262,21 @@ def test_parity_rows_and_stage_notes_are_pure():
         "1,234 parameters, 2.0 KiB, fold max rel diff 3.0e-08")
     assert stage_note("quantize", {"precision": "int4", "keep_embeddings": True}) == (
         "int4 (embeddings kept fp32)")
+
+
+@pytest.mark.parametrize("task,code,fragments", [
+    ("text-generation", 2, ("is an encoder (bert)", "cannot generate text")),
+    (None, 1, ("BertModel encoder without a trained classification head",)),
+])
+def test_an_encoder_folder_gives_one_line_errors(task, code, fragments, tmp_path):
+    """A bare BertModel folder (all-MiniLM-L6-v2 as installed): it has no classifier to ship,
+    and it never was a text-generation model."""
+    import transformers as tf
+
+    from exporters.testing import tiny_encoder_config
+
+    tf.BertModel(tiny_encoder_config("bert")).save_pretrained(tmp_path / "minilm")
+    args = ["export", str(tmp_path / "minilm"), "-o", str(tmp_path / "out"), "--no-verify"]
+    result = runner.invoke(app, args + (["--task", task] if task else []))
+    assert_one_line_error(result, code, *fragments)
+    assert _siblings(tmp_path) == ["minilm"]

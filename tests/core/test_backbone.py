@@ -50,7 +50,7 @@ def test_sequence_classification_models_are_supported():
 
 
 def test_unsupported_model_raises_config_error():
-    with pytest.raises(ConfigError, match="decoder stack"):
+    with pytest.raises(ConfigError, match="layer stack"):
         find_decoder_stack(torch.nn.Linear(2, 2))
 
 

@@ -16,7 +16,11 @@ ARCH_SIZES = {
     "qwen3": {"num_layers": 2, "head_dim": 32},
     "mistral": {"num_layers": 2},
     "gemma": {"num_layers": 2, "head_dim": 32},
+    "gemma3_text": {"num_layers": 2, "head_dim": 32},
     "gpt2": {"num_layers": 2},
+    "bert": {"num_layers": 2},
+    "distilbert": {"num_layers": 2},
+    "roberta": {"num_layers": 2},
 }
 
 
@@ -62,7 +66,10 @@ def pytest_configure(config):
 #: Each architecture's causal-LM shadow: implicit (base layers copied, shared embeddings) or
 #: explicit with hidden 32 against a hidden-64 base (projection folded into the head).
 SHADOW_KINDS = {"llama": "implicit", "qwen2": "explicit", "qwen3": "implicit",
-                "mistral": "explicit", "gemma": "implicit", "gpt2": "explicit"}
+                "mistral": "explicit", "gemma": "implicit", "gemma3_text": "implicit",
+                "gpt2": "explicit",
+                # encoder classifiers (build_encoder_export)
+                "bert": "implicit", "distilbert": "explicit", "roberta": "explicit"}
 
 
 @dataclass
@@ -71,7 +78,7 @@ class ShadowExport:
     kind: str
     base_dir: Path
     checkpoint: Path
-    model: object  # ShadowForCausalLM, shadow_only mode
+    model: object  # ShadowForCausalLM / ShadowForSequenceClassification, shadow_only mode
     result: object  # exporters.ExportResult
 
     @property
@@ -115,6 +122,47 @@ def build_shadow_export(root: Path, arch: str, kind: str) -> ShadowExport:
     model.set_inference_mode("shadow_only")
     result = export(root / "ckpt", root / "out", external_data=arch == "gpt2")
     return ShadowExport(arch, kind, base_dir, root / "ckpt", model, result)
+
+
+def build_encoder_export(root: Path, arch: str, kind: str) -> ShadowExport:
+    """Save a tiny ShadowPEFT classifier adapter on an encoder base of ``arch`` (3 layers,
+    3 labels) and export the adapter folder (fp32)."""
+    import torch
+    import transformers as tf
+
+    import shadow_edge as se
+    from exporters import export
+    from exporters.testing import tiny_encoder_config, tiny_model_folder
+
+    base_dir = tiny_model_folder(root / "base", arch, "text-classification", num_layers=3)
+    base = tf.AutoModelForSequenceClassification.from_pretrained(base_dir, dtype=torch.float32)
+    if kind == "implicit":
+        peft = se.get_shadow_model(base, se.ShadowConfig(num_shadow_layers=2))
+    else:
+        small = tf.AutoModel.from_config(tiny_encoder_config(arch, num_layers=2, hidden_size=32))
+        peft = se.get_shadow_model(base, se.ShadowConfig(), shadow_model=small)
+        _perturb(peft.shadow_hidden_projection, 4, std=0.2)
+    model = se.ShadowForSequenceClassification(peft)
+    _perturb(peft.shadow_model, 1)
+    _perturb(model.shadow_classifier_head, 2, std=0.3)
+    model.save_pretrained(root / "ckpt")
+    model.eval().set_inference_mode("shadow_only")
+    result = export(root / "ckpt", root / "out")
+    return ShadowExport(arch, kind, base_dir, root / "ckpt", model, result)
+
+
+@pytest.fixture(scope="session")
+def encoder_exports(tmp_path_factory):
+    """``encoder_exports(arch)`` -> :class:`ShadowExport` of a classifier adapter, built once."""
+    built = {}
+
+    def get(arch: str) -> ShadowExport:
+        if arch not in built:
+            built[arch] = build_encoder_export(tmp_path_factory.mktemp(f"encoder-{arch}"), arch,
+                                               SHADOW_KINDS[arch])
+        return built[arch]
+
+    return get
 
 
 @pytest.fixture(scope="session")

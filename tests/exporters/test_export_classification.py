@@ -78,7 +78,7 @@ def test_padded_rows_equal_unpadded_rows_and_torch(folder, torch_model, side):
         assert batched[i].argmax() == reference.argmax()
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "mistral", "gemma", "gpt2"])
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "mistral", "gemma", "gemma3_text", "gpt2"])
 def test_every_architecture_exports_a_classifier_that_pools_like_torch(arch, tmp_path):
     """The llama classifier is tested in depth above; the other architectures share the
     backbone export with their causal tests, and here pass the gate and pool left- and

@@ -90,3 +90,28 @@ def test_register_architecture_decorator_and_fallback(caplog):
     with caplog.at_level("WARNING"):
         assert architecture_spec(Cfg) is DecoderSpec
     assert "never-registered" in caplog.text
+
+
+@pytest.mark.parametrize("arch,types", [("bert", True), ("distilbert", False), ("roberta", False)])
+def test_encoders_are_classification_only_with_segment_ids_where_used(arch, types):
+    from dataclasses import replace
+
+    from exporters.spec import EncoderSpec, check_architecture_task
+
+    config = tiny_config(arch, num_labels=4)
+    spec = architecture_spec(config)
+    assert spec is EncoderSpec and spec.tasks == (TEXT_CLASSIFICATION,)
+    dims = replace(spec.dims(config, num_labels=4), token_type_ids=types)
+    assert (dims.num_layers, dims.hidden_size, dims.num_key_value_heads, dims.head_dim) == (2, 64, 4, 16)
+    names = [i.name for i in task_spec(TEXT_CLASSIFICATION).inputs(dims)]
+    assert names == ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])
+    check_architecture_task(config, TEXT_CLASSIFICATION)
+    with pytest.raises(ConfigError, match=f"{arch} is an encoder model.*text-generation"):
+        check_architecture_task(config, TEXT_GENERATION)
+
+
+def test_an_unregistered_encoder_has_no_decoder_fallback():
+    import transformers as tf
+
+    with pytest.raises(ConfigError, match="encoder type 'electra' cannot be exported"):
+        architecture_spec(tf.ElectraConfig())
