@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-int8-haswell demo lint clean interop
+.PHONY: setup test test-int8-haswell test-arm demo lint clean interop
 
 setup: $(STAMP)
 
@@ -25,6 +25,12 @@ test: setup
 # elsewhere it says why it does not apply (tests/int8_haswell.sh).
 test-int8-haswell: setup
 	PY=$(PY) bash tests/int8_haswell.sh
+
+# The runtime on aarch64 (Raspberry Pi 5 class) under qemu: torch-free runtime tests and
+# x86-vs-aarch64 parity of the robot-intent exports. Needs root; caches an arm64 Debian
+# rootfs in ~/.cache/shadow_edge/arm64-rootfs (SHADOW_EDGE_ARM_ROOTFS). See tests/arm/run.sh.
+test-arm: setup
+	PYTHON=$(PY) bash tests/arm/run.sh
 
 demo: setup
 	$(VENV)/bin/shadow-edge demo

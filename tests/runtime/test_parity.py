@@ -1,43 +1,40 @@
-"""fp32 parity with torch: the runtime's greedy tokens and classifier outputs equal the HF model's."""
+"""fp32 parity with torch: the runtime's greedy tokens and logits equal the HF / ShadowPEFT
+models' outputs, recorded when the fixtures were built (``tests/runtime/fixtures/build.py``;
+``test_fixtures.py`` checks a rebuild reproduces them), so these run without torch."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-# one xdist worker builds the session-scoped exports once (`make test` runs -n 2 --dist loadgroup)
+import runtime
+from tests.runtime.fixtures import (
+    ADAPTER_PROMPTS,
+    CLASSIFICATION_TEXTS,
+    GENERATION_PROMPTS,
+    GREEDY_TOKENS,
+)
+
+# one xdist worker loads the session-scoped fixtures once (`make test` runs -n 2 --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("runtime")
 
-PROMPTS = ["Hello", "The robot turns on the kitchen light", "héllo wörld 😀", "x"]
+
+@pytest.mark.parametrize("index", range(len(GENERATION_PROMPTS)), ids=GENERATION_PROMPTS)
+def test_greedy_32_tokens_equal_torch(generator, fixture_references, index):
+    expected = fixture_references["generation"][index]
+    assert generator.tokenizer.encode(expected["prompt"]) == expected["input_ids"]
+    result = generator.generate(expected["prompt"], max_new_tokens=GREEDY_TOKENS, eos_token_id=[])
+    assert result.token_ids == expected["greedy_ids"]
+    assert len(result.token_ids) == GREEDY_TOKENS and result.finish_reason == "length"
 
 
-def _torch_greedy(model, ids: list[int], steps: int) -> list[int]:
-    """Full recomputation each step (no cache): the plainest possible reference."""
-    x = torch.tensor([ids])
-    with torch.no_grad():
-        for _ in range(steps):
-            logits = model(input_ids=x).logits[:, -1]
-            x = torch.cat([x, logits.argmax(-1, keepdim=True)], dim=1)
-    return x[0, len(ids):].tolist()
-
-
-@pytest.mark.parametrize("prompt", PROMPTS)
-def test_greedy_32_tokens_equal_torch(generator, torch_lm, prompt):
-    ids = generator.tokenizer.encode(prompt)
-    result = generator.generate(prompt, max_new_tokens=32, eos_token_id=[])
-    assert result.token_ids == _torch_greedy(torch_lm, ids, 32)
-    assert len(result.token_ids) == 32 and result.finish_reason == "length"
-
-
-def test_prefill_logits_match_torch(generator, torch_lm):
-    ids = generator.tokenizer.encode(PROMPTS[1])
+def test_prefill_logits_match_torch(generator, fixture_references):
+    ids = fixture_references["prefill"]["input_ids"]
+    expected = fixture_references["prefill"]["logits"]
     runner = generator.runner
     mask = np.ones((1, len(ids)), dtype=np.int64)
     logits, cache = runner.step(np.array([ids]), mask, np.arange(len(ids))[None],
                                 runner.empty_cache(1), all_logits=True)
-    with torch.no_grad():
-        expected = torch_lm(input_ids=torch.tensor([ids])).logits.numpy()
     scale = np.abs(expected).max()
     assert logits.shape == expected.shape == (1, len(ids), 259)
     assert np.abs(logits - expected).max() <= 1e-4 * scale
@@ -45,13 +42,11 @@ def test_prefill_logits_match_torch(generator, torch_lm):
     assert cache.values[0].shape == (1, 2, len(ids), 16)
 
 
-def test_classification_equals_torch(classifier, torch_classifier):
-    texts = ["turn on the light", "what's the weather", "a", "set a timer for ten minutes ⏲"]
-    results = classifier.classify(texts)
-    for text, result in zip(texts, results):
-        ids = classifier.tokenizer.encode(text)
-        with torch.no_grad():
-            expected = torch_classifier(input_ids=torch.tensor([ids])).logits[0].numpy()
+def test_classification_equals_torch(classifier, fixture_references):
+    references = fixture_references["classification"]
+    assert references["texts"] == list(CLASSIFICATION_TEXTS)
+    results = classifier.classify(references["texts"])
+    for result, expected in zip(results, references["logits"], strict=True):
         assert result.label_id == int(expected.argmax())
         assert result.label == f"label_{result.label_id}"
         np.testing.assert_allclose(result.logits, expected, atol=1e-4 * np.abs(expected).max())
@@ -59,44 +54,16 @@ def test_classification_equals_torch(classifier, torch_classifier):
         assert result.score == pytest.approx(float(result.scores.max()))
 
 
-@pytest.fixture(scope="module")
-def shadow_adapter(tmp_path_factory):
-    """A real ShadowPEFT checkpoint: 3-layer Llama base + implicit 1-layer shadow, exported.
-
-    Why the perturbation: a fresh adapter's shadow equals the base's first layer; random
-    offsets and a scaled shadow head make the shadow-only model distinct and confident.
-    """
-    from transformers import AutoModelForCausalLM
-
-    import shadow_edge as se
-    from exporters import export
-    from exporters.testing import tiny_model_folder
-
-    root = tmp_path_factory.mktemp("runtime-adapter")
-    base_dir = tiny_model_folder(root / "base", "llama", num_layers=3, seed=3)
-    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
-    model = se.ShadowForCausalLM(se.get_shadow_model(base, se.ShadowConfig(num_shadow_layers=1)))
-    generator = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        for parameter in model.peft_model.shadow_model.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.05)
-        model.shadow_lm_head.weight.mul_(30.0)
-    model.peft_model.shadow_config.modules_to_save = ["shadow_lm_head"]
-    model.save_pretrained(root / "ckpt")
-    folder = export(root / "ckpt", root / "out").output_dir
-    model.set_inference_mode("shadow_only")
-    return model.eval(), folder
-
-
-def test_shadow_adapter_export_greedy_equals_torch_shadow_only(shadow_adapter):
-    import runtime
-
-    torch_model, folder = shadow_adapter
-    model = runtime.load(folder, threads=1)
+def test_shadow_adapter_export_greedy_equals_torch_shadow_only(exports, fixture_references):
+    """A real ShadowPEFT checkpoint (3-layer Llama base + implicit 1-layer shadow), exported:
+    the runtime's greedy ids equal the torch model's in ``"shadow_only"`` mode."""
+    model = runtime.load(exports["adapter"], threads=1)
     assert model.manifest.source.kind == "adapter" and model.manifest.model.num_layers == 1
-    for prompt in ["Turn on the lamp", "é😀"]:
-        ids = model.tokenizer.encode(prompt)
-        result = model.generate(prompt, max_new_tokens=32, eos_token_id=[])
-        expected = _torch_greedy(torch_model, ids, 32)
-        assert result.token_ids == expected
-        assert len(set(expected)) >= 4  # not a degenerate repetition
+    references = fixture_references["adapter"]
+    assert [r["prompt"] for r in references] == list(ADAPTER_PROMPTS)
+    for expected in references:
+        assert model.tokenizer.encode(expected["prompt"]) == expected["input_ids"]
+        result = model.generate(expected["prompt"], max_new_tokens=GREEDY_TOKENS,
+                                eos_token_id=[])
+        assert result.token_ids == expected["greedy_ids"]
+        assert len(set(expected["greedy_ids"])) >= 4  # not a degenerate repetition
