@@ -5,8 +5,9 @@
 #   host     qemu-user-static, binfmt-support, debootstrap (apt-get when missing); register
 #            qemu-aarch64 with binfmt_misc
 #   rootfs   an arm64 Debian rootfs (debootstrap; cached, rebuilt when the recipe changes)
-#   deps     a venv in it with the base package's dependencies from PyPI's aarch64 wheels
-#            (pinned to the versions of the x86 venv) + pytest + hypothesis (cached)
+#   deps     a venv in it with the package's dependencies from PyPI's aarch64 wheels: the
+#            base install plus the optional `grammar` extra (llguidance), pytest, hypothesis
+#            and the grammar tests' checkers, pinned to the x86 venv's versions (cached)
 #   install  this checkout's wheel (--no-deps) and the sources + tests, copied in
 #   tests    pytest tests/runtime on aarch64: torch-free, against the committed fixtures
 #   x86-ref  the robot-intent exports and their x86 outputs (tests/arm/parity.py, torch);
@@ -47,6 +48,8 @@ SUITE=bookworm                       # Raspberry Pi OS 12 is bookworm-based; Pyt
 PACKAGES=python3,python3-venv,ca-certificates
 RECIPE="debootstrap --arch=arm64 --variant=minbase --include=$PACKAGES $SUITE"
 VENV=/opt/shadow-edge-venv
+EXTRAS=grammar                          # optional runtime extra whose tests run too
+TEST_PACKAGES="pytest hypothesis jsonschema lark"
 CPU_MODEL=cortex-a76
 MIN_RUN_FRACTION=0.90
 BINFMT=/proc/sys/fs/binfmt_misc
@@ -206,8 +209,8 @@ stage_deps() {
   # the parity check run the same onnxruntime, numpy and tokenizers.
   "$PY" - >"$HOST_TMP/constraints.txt" <<'EOF'
 from importlib.metadata import PackageNotFoundError, version
-for name in ("onnxruntime", "numpy", "tokenizers", "jinja2", "typer", "rich", "pytest",
-             "hypothesis"):
+for name in ("onnxruntime", "numpy", "tokenizers", "jinja2", "typer", "rich", "llguidance",
+             "pytest", "hypothesis", "jsonschema", "lark"):
     try:
         print(f"{name}=={version(name)}")
     except PackageNotFoundError:
@@ -217,21 +220,23 @@ EOF
   "$PY" -m pip wheel -q --no-deps -w "$HOST_TMP/wheel" "$REPO" >"$HOST_TMP/wheel.log" 2>&1 ||
     die "building the shadow-edge wheel failed: $(tail -5 "$HOST_TMP/wheel.log")"
   WHEEL=$(basename "$(ls "$HOST_TMP"/wheel/shadow_edge-*.whl)")
-  local stamp  # the pins + the wheel's base requirements (not its extras)
+  local stamp  # the pins, the packages and the wheel's requirements (base + $EXTRAS)
   stamp=$( (cat "$HOST_TMP/constraints.txt"
+            echo "$EXTRAS $TEST_PACKAGES"
             "$PY" -c 'import sys, zipfile
 wheel = zipfile.ZipFile(sys.argv[1])
 meta = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
 print("\n".join(line for line in wheel.read(meta).decode().splitlines()
-                if line.startswith("Requires-Dist") and "extra ==" not in line))' \
-              "$HOST_TMP/wheel/$WHEEL") | sha256sum | cut -c1-16)
+                if line.startswith("Requires-Dist") and
+                ("extra ==" not in line or f"extra == \"{sys.argv[2]}\"" in line)))' \
+              "$HOST_TMP/wheel/$WHEEL" "$EXTRAS") | sha256sum | cut -c1-16)
   mkdir -p "$ROOTFS/tmp/shadow-edge"
   cp "$HOST_TMP/constraints.txt" "$HOST_TMP/wheel/$WHEEL" "$ROOTFS/tmp/shadow-edge/"
   if [[ -f $ROOTFS$VENV/.deps && $(cat "$ROOTFS$VENV/.deps") == "$stamp" ]]; then
     log "deps: cached ($VENV, $(tr '\n' ' ' <"$HOST_TMP/constraints.txt"))"
     return
   fi
-  log "deps: pip install $WHEEL pytest hypothesis (aarch64 wheels from PyPI)"
+  log "deps: pip install $WHEEL[$EXTRAS] $TEST_PACKAGES (aarch64 wheels from PyPI)"
   mkdir -p "$ROOTFS/usr/local/share/ca-certificates"
   cp /usr/local/share/ca-certificates/*.crt "$ROOTFS/usr/local/share/ca-certificates/" \
     2>/dev/null || true
@@ -241,7 +246,7 @@ print("\n".join(line for line in wheel.read(meta).decode().splitlines()
   # --no-compile: byte-compiling every module of numpy, onnxruntime, rich's pygments...
   # under emulation takes minutes; Python compiles what it imports on first use.
   in_rootfs 2400 /tmp/shadow-edge pip install -q --no-compile --disable-pip-version-check \
-    --constraint constraints.txt "$WHEEL" pytest hypothesis ||
+    --constraint constraints.txt "$WHEEL[$EXTRAS]" $TEST_PACKAGES ||
     die "pip install in the aarch64 rootfs failed (network to PyPI? CA certificates?)"
   echo "$stamp" >"$ROOTFS$VENV/.deps"
 }
@@ -255,11 +260,14 @@ stage_install() {
   (cd "$REPO" && tar -c --exclude=__pycache__ --exclude=.hypothesis pyproject.toml runtime \
      tests/__init__.py tests/conftest.py tests/tiny_models.py tests/runtime tests/arm) |
     tar -x -C "$ROOTFS/src" || die "copying the sources into $ROOTFS/src failed"
-  in_rootfs 300 /src python -c 'import platform, onnxruntime, numpy, tokenizers
+  in_rootfs 300 /src python -c 'import platform
+from importlib.metadata import version
 from importlib.util import find_spec
 print("[test-arm] in the rootfs: python", platform.python_version(), platform.machine(),
-      "onnxruntime", onnxruntime.__version__, "numpy", numpy.__version__, "tokenizers",
-      tokenizers.__version__, "torch installed:", find_spec("torch") is not None)' ||
+      *(f"{name} {version(name)}" for name in ("onnxruntime", "numpy", "tokenizers",
+                                                 "llguidance")),
+      "| torch installed:", find_spec("torch") is not None)
+import onnxruntime, tokenizers, llguidance' ||
     die "the runtime's dependencies do not import on aarch64 (see above)"
 }
 

@@ -6,7 +6,7 @@ tests.runtime.fixtures.build`` makes it (see ``tests/runtime/fixtures/__init__.p
 test session works on a private copy, so tests may edit what they are given.
 
 Fixtures that need torch say so by skipping without it: ``torch_lm``, ``torch_classifier``
-and the torch sources ``exports["source"]`` / ``exports["cls_source"]`` (rebuilt from the
+and the torch sources ``exports["source"]``, ``exports["cls_source"]`` (rebuilt from the
 fixture recipe on first use). ``hf_smollm2_tokenizer`` is transformers' tokenizer where
 transformers is installed (checked against the recording) and the recording where not.
 """
@@ -70,9 +70,9 @@ def hf_smollm2_tokenizer(smollm2_tokenizer_dir):
 class Exports(dict):
     """Export folders by fixture name, plus the torch sources built on first use.
 
-    ``exports["source"]`` / ``exports["cls_source"]`` (HF folders of the models behind
-    ``fp32``/``int8``/``int4`` and ``cls``) are rebuilt from the recipe; the test skips
-    without torch. ``test_fixtures`` checks they are the models that were exported.
+    ``exports["source"]``, ``exports["cls_source"]``, ``exports["padded_source"]`` (HF
+    folders of the models behind ``fp32``/``int8``/``int4``, ``cls`` and ``padded``) are
+    rebuilt from the recipe; the test skips without torch. ``test_fixtures`` checks they are the models that were exported.
     """
 
     def __init__(self, folders: dict, work):
@@ -92,10 +92,11 @@ class Exports(dict):
 
 @pytest.fixture(scope="session")
 def exports(runtime_fixtures, tmp_path_factory):
-    """Export folders (paths): "fp32" (with model.ort), "int8", "int4", "cls", "adapter";
-    "source" and "cls_source" need torch. Quantized folders and "cls" are not verified by the
+    """Export folders (paths): "fp32" (with model.ort), "int8", "int4", "cls", "adapter",
+    "padded" (300 logits, 259 token ids); the torch sources "source", "cls_source" and
+    "padded_source" need torch. Quantized folders, "cls" and "padded" are not verified by the
     parity gate (the exporter's own tests cover it); here they only need to load and run."""
-    names = ("fp32", "int8", "int4", "cls", "adapter")
+    names = ("fp32", "int8", "int4", "cls", "adapter", "padded")
     return Exports({name: runtime_fixtures / name for name in names},
                    tmp_path_factory.mktemp("runtime-sources"))
 

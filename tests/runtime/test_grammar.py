@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import re
 
-import jsonschema
-import lark
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +20,9 @@ import runtime
 from runtime import Grammar, GrammarError, InvalidSettingError
 
 pytestmark = pytest.mark.xdist_group("runtime")
+pytest.importorskip("llguidance")  # the optional `grammar` extra
+jsonschema = pytest.importorskip("jsonschema")  # test-only checkers of the outputs
+lark = pytest.importorskip("lark")
 
 EOS = 2
 

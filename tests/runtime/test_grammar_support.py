@@ -20,16 +20,14 @@ from runtime.grammar import constrained_decoding_status
 from runtime.manifest import read_manifest
 
 pytestmark = pytest.mark.xdist_group("runtime")
+pytest.importorskip("llguidance")  # the optional `grammar` extra
 
 
 @pytest.fixture(scope="module")
-def padded_export(tmp_path_factory):
+def padded_export(exports):
     """A tiny export whose model has 300 logits for the tokenizer's 259 ids (a vocabulary
     padded past the tokenizer, as many checkpoints are)."""
-    from exporters.testing import tiny_export
-
-    return tiny_export(tmp_path_factory.mktemp("padded"), sizes={"vocab_size": 300},
-                       name="padded", verify=False, seed=5)
+    return exports["padded"]
 
 
 class TestManifest:
