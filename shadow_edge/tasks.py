@@ -103,17 +103,25 @@ def _install_trainable_copy(base: nn.Module, head: nn.Module) -> nn.Module:
     it, and with tied embeddings (SmolLM2, Gemma, Qwen2.5-0.5B) its weight *is* the input
     embedding table. As PEFT's ``ModulesToSaveWrapper`` does, the base's forward then uses a
     separate copy that trains and is saved; the original module and its tensors stay as
-    they were (a tied copy is untied from the embeddings).
+    they were (a tied copy is untied from the embeddings). An encoder head
+    (:class:`EncoderClassifierHead`) is not itself a module of the base but holds several
+    (BERT: ``bert.pooler``, ``dropout``, ``classifier``); each is replaced by its copy.
     """
-    name = next((n for n, module in base.named_modules() if module is head), None)
-    if not name:
+    where = {id(module): name for name, module in base.named_modules() if name}
+    trained = copy.deepcopy(head)
+    if id(head) in where:
+        places = [(where[id(head)], trained)]
+    else:
+        places = [(where[id(part)], getattr(trained, attr))
+                  for attr, part in head.named_children() if id(part) in where]
+    if not places:
         raise ConfigError(
             f"the head {type(head).__name__} is not a submodule of {type(base).__name__}, so a "
             "trainable copy cannot replace it; drop it from ShadowConfig.modules_to_save."
         )
-    trained = copy.deepcopy(head)
-    parent, _, leaf = name.rpartition(".")
-    setattr(base.get_submodule(parent) if parent else base, leaf, trained)
+    for name, module in places:
+        parent, _, leaf = name.rpartition(".")
+        setattr(base.get_submodule(parent) if parent else base, leaf, module)
     return trained
 
 

@@ -25,6 +25,7 @@ from shadow_edge.encoder_heads import (
     FeaturesHead,
     PoolerHead,
     PreClassifierHead,
+    encoder_classifier_head,
     first_token_index,
 )
 from shadow_edge.encoders import encoder_position_ids, is_encoder_config
@@ -118,6 +119,18 @@ def test_fresh_adapter_leaves_the_base_logits_unchanged(encoder_arch):
                                rtol=0, atol=1e-6)
     assert isinstance(model.classifier_head, HEADS[encoder_arch])
     assert out.shadow_logits.shape == (2, 3)
+
+
+def test_the_trainable_encoder_head_is_a_copy_in_the_bases_place(encoder_arch):
+    base = seq_cls_base(encoder_arch)
+    loaded = dict(encoder_classifier_head(base).named_children())
+    model = ShadowForSequenceClassification(get_shadow_model(base, ShadowConfig()))
+    in_place = dict(encoder_classifier_head(base).named_children())
+    trained = dict(model.classifier_head.named_children())
+    for name, module in loaded.items():
+        assert in_place[name] is trained[name] and trained[name] is not module, name
+        assert not any(p.requires_grad for p in module.parameters()), name
+    assert all(p.requires_grad for p in model.classifier_head.parameters())
 
 
 def test_injection_and_update_act_on_the_encoder_layers(encoder_arch):
