@@ -10,7 +10,9 @@ What this adds to a bare ``Trainer`` (each piece is a ``TrainerCallback`` or an 
   step is 10-30x cheaper). Then joint training in ``"base_shadow"`` mode. The warm-up
   gives the shadow a head start; the joint phase is what trains the injection and update
   adapters, so it must not be skipped when the attached model (``base_shadow``) matters.
-- **Learning rates per group**: trainable task heads may use ``head_lr``.
+- **Learning rates per group**: trainable task heads may use ``head_lr``, and the shadow
+  transformer itself ``shadow_lr`` (e.g. lower, for an explicit shadow copied from
+  pretrained layers, next to freshly initialised adapters).
 - **Supervised logits only** for causal LM: the collator passes the positions that
   have targets as ``logits_to_keep``, so the vocabulary-sized heads skip the prompt.
 - **A wall-clock budget** (``max_minutes``): training stops when it is spent (the
@@ -57,8 +59,12 @@ class TrainingSettings:
         epochs: passes over the data (ignored when ``max_steps`` is set).
         max_steps: optimizer steps in total, warm-up included.
         max_minutes: wall-clock budget in minutes; training stops when it is spent.
-        lr: peak learning rate of the shadow and the adapters (AdamW).
+        lr: peak learning rate of the adapters, and of the shadow and the heads unless
+            ``shadow_lr`` / ``head_lr`` are set (AdamW).
         head_lr: peak learning rate of trainable task heads (default: ``lr``).
+        shadow_lr: peak learning rate of the shadow transformer's own parameters
+            (``peft_model.shadow_model``: its layers and any embedding block; not the
+            adapters, the hidden projection or the heads). Default: ``lr``.
         batch_size: examples per step and process (before gradient accumulation).
         gradient_accumulation_steps: batches per optimizer step.
         warmup_steps: linear learning-rate warm-up, in optimizer steps.
@@ -78,6 +84,7 @@ class TrainingSettings:
     max_minutes: float | None = None
     lr: float = 1e-4
     head_lr: float | None = None
+    shadow_lr: float | None = None
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
     warmup_steps: int = 0
@@ -101,7 +108,7 @@ class TrainingSettings:
                 problems.append(f"{name} must be >= 1, got {value}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             problems.append(f"max_minutes must be > 0, got {self.max_minutes}")
-        for name in ("lr", "head_lr"):
+        for name in ("lr", "head_lr", "shadow_lr"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 problems.append(f"{name} must be > 0, got {value}")
@@ -245,13 +252,19 @@ def _task_model(model):
 
 
 def _optimizer(model, settings: TrainingSettings) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters in three groups: heads (``head_lr``), the shadow
+    transformer (``shadow_lr``), the rest (``lr``); a head tied to the shadow is a head."""
     heads = {id(p) for name in model.head_names for p in getattr(model, name).parameters()}
+    shadow = {id(p) for p in model.peft_model.shadow_model.parameters()} - heads
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError("the model has no trainable parameters; build it with "
                           "get_shadow_model (the adapter trains) before training.")
     groups = [
-        {"params": [p for p in trainable if id(p) not in heads], "lr": settings.lr},
+        {"params": [p for p in trainable if id(p) not in heads and id(p) not in shadow],
+         "lr": settings.lr},
+        {"params": [p for p in trainable if id(p) in shadow],
+         "lr": settings.shadow_lr or settings.lr},
         {"params": [p for p in trainable if id(p) in heads],
          "lr": settings.head_lr or settings.lr},
     ]

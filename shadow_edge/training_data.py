@@ -204,7 +204,9 @@ class PadCollator:
 
     Causal-LM labels are padded with -100; classification labels become a 1-D tensor.
     Returns int64 tensors: input_ids/attention_mask/labels [batch, max_len] (labels [batch]
-    for classification). With ``supervised_logits_only`` (causal LM), the batch also holds
+    for classification). When the examples carry ``token_type_ids`` (BERT-style encoders'
+    segment ids, as their tokenizers return them) they are kept, padded with 0 (int64
+    [batch, max_len]); an ``attention_mask`` in the examples is ignored (it is rebuilt). With ``supervised_logits_only`` (causal LM), the batch also holds
     ``logits_to_keep``: the sorted positions whose next token is a target in some row
     (int64 [n]); the task wrappers then compute logits and the loss only there, which
     skips the vocabulary-sized head on prompt positions (same loss, less work).
@@ -225,6 +227,12 @@ class PadCollator:
             ids[i, :n] = torch.tensor(ex["input_ids"], dtype=torch.long)
             mask[i, :n] = 1
         out = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in batch[0]:
+            types = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, ex in enumerate(batch):
+                types[i, : len(ex["token_type_ids"])] = torch.tensor(ex["token_type_ids"],
+                                                                     dtype=torch.long)
+            out["token_type_ids"] = types
         if isinstance(batch[0]["labels"], int):
             out["labels"] = torch.tensor([ex["labels"] for ex in batch], dtype=torch.long)
             return out

@@ -94,6 +94,37 @@ def test_warm_up_models_do_not_compete_with_joint_ones():
     assert result.best["step"] == 4
 
 
+def test_the_shadow_the_adapters_and_the_heads_get_their_own_learning_rates():
+    from transformers import TrainerCallback
+
+    from shadow_edge import ShadowForSequenceClassification
+    from tests.core.shadow_helpers import seq_cls_base
+
+    # a BERT classifier: the rows carry segment ids, which the collator passes on
+    model = ShadowForSequenceClassification(get_shadow_model(seq_cls_base("bert"), ShadowConfig()))
+    rows = [{"input_ids": [1, 5 + i, 2, 9, 2], "token_type_ids": [0, 0, 0, 1, 1], "labels": i % 3}
+            for i in range(8)]
+    lrs = {}
+
+    class RecordLearningRates(TrainerCallback):
+        def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+            lrs.update({id(p): group["lr"] for group in optimizer.param_groups
+                        for p in group["params"]})
+
+    settings = TrainingSettings(max_steps=1, batch_size=4, lr=1e-3, shadow_lr=1e-4, head_lr=1e-2,
+                                lr_scheduler="constant_with_warmup")
+    train(model, rows, settings, pad_token_id=0, callbacks=[RecordLearningRates()])
+
+    def lr_of(module):
+        return {lrs[id(p)] for p in module.parameters() if p.requires_grad}
+
+    peft = model.peft_model
+    assert set(lrs) == {id(p) for p in model.parameters() if p.requires_grad}
+    assert lr_of(peft.shadow_model) == {1e-4}
+    assert lr_of(peft.shadow_injection_model) == lr_of(peft.shadow_update_model) == {1e-3}
+    assert lr_of(model.classifier_head) == lr_of(model.shadow_classifier_head) == {1e-2}
+
+
 def test_the_time_budget_stops_training():
     model = causal_model()
     settings = TrainingSettings(max_steps=1000, max_minutes=1e-6, batch_size=4)
@@ -117,7 +148,8 @@ def test_restore_trainable_state_round_trip():
     ("field", "value", "message"),
     [("max_steps", 0, "max_steps must be >= 1"), ("lr", 0.0, "lr must be > 0"),
      ("lr_scheduler", "exp", "lr_scheduler must be one of"),
-     ("batch_size", 0, "batch_size must be >= 1"), ("max_minutes", -1.0, "max_minutes")],
+     ("batch_size", 0, "batch_size must be >= 1"), ("max_minutes", -1.0, "max_minutes"),
+     ("shadow_lr", -1e-4, "shadow_lr must be > 0")],
 )
 def test_bad_settings_name_the_field(field, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -110,6 +110,22 @@ def test_collator_right_pads_ids_mask_and_labels():
     assert cls["labels"].dtype == torch.long and cls["labels"].tolist() == [2, 0]
 
 
+def test_collator_pads_segment_ids_with_zero_when_the_rows_have_them():
+    # BERT-style pair rows: [CLS] a [SEP] | b [SEP] -> segments 0 0 0 1 1; a single sentence
+    batch = PadCollator(pad_token_id=0)([
+        {"input_ids": [101, 5, 102, 6, 102], "token_type_ids": [0, 0, 0, 1, 1],
+         "attention_mask": [1, 1, 1, 1, 1], "labels": 1},
+        {"input_ids": [101, 7, 102], "token_type_ids": [0, 0, 0], "attention_mask": [1, 1, 1],
+         "labels": 0},
+    ])
+    assert batch["token_type_ids"].dtype == torch.long
+    assert batch["token_type_ids"].tolist() == [[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert sorted(batch) == ["attention_mask", "input_ids", "labels", "token_type_ids"]
+    plain = PadCollator(pad_token_id=0)([{"input_ids": [5], "labels": 2}])
+    assert "token_type_ids" not in plain
+
+
 def test_collator_keeps_logits_only_where_a_row_has_a_next_token_target():
     batch = PadCollator(pad_token_id=0, supervised_logits_only=True)([
         {"input_ids": [5, 6, 7, 8], "labels": [-100, -100, 7, 8]},
