@@ -2,7 +2,7 @@
 
 - **Base**: ``BertForSequenceClassification`` on the installed all-MiniLM-L6-v2
   (``shadow_edge.assets.minilm_dir()``: 6 layers, hidden 384, 22.7M parameters), frozen; its
-  pretrained pooler feeds a new 35-way classifier.
+  pretrained pooler feeds a new classifier with one output per label of ``labels.json``.
 - **Shadow** (``init="base"``, the default): explicit, the base's own embedding block
   (positions, token types, LayerNorm) and first two layers, copied and trainable, fed the
   base's word embeddings. Two MiniLM layers hold 3.55M parameters, the size of the SmolLM2
@@ -81,7 +81,8 @@ def tokenizer():
 
 
 def features(tok, examples) -> list[dict]:
-    """Tokenized rows for ``transformers.DataCollatorWithPadding``: ids, mask, types, label."""
+    """Tokenized rows (ids, mask, token types, label) for a padding collator
+    (``shadow_edge.training_data.PadCollator`` or ``transformers.DataCollatorWithPadding``)."""
     encoded = tok([e.text for e in examples], truncation=True, max_length=MAX_LENGTH)
     return [{**{k: encoded[k][i] for k in encoded}, "labels": e.label}
             for i, e in enumerate(examples)]

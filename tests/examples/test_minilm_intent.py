@@ -9,6 +9,7 @@ non-tied logits in a minute.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 
 from examples.minilm_intent import data, modeling
 from examples.minilm_intent import train as train_script
+from shadow_edge.training_data import PadCollator
 
 pytestmark = pytest.mark.xdist_group("minilm")
 N_TEXTS = 300
@@ -29,7 +31,7 @@ def test_the_loader_reads_the_robot_intent_splits():
     assert len(labels) == 35
     assert {name: len(rows) for name, rows in splits.items()} == {
         "train": 7622, "validation": 540, "test": 1010}
-    assert all(0 <= e.label < 35 and e.text for rows in splits.values() for e in rows)
+    assert all(0 <= e.label < len(labels) and e.text for rows in splits.values() for e in rows)
     counts = Counter(e.label for e in data.oversampled(splits["train"]))
     assert min(counts.values()) >= data.MIN_PER_INTENT
     with pytest.raises(ValueError, match="unknown split"):
@@ -111,10 +113,15 @@ def test_the_training_script_runs_and_saves_a_loadable_checkpoint(labels, tmp_pa
     out = tmp_path / "ckpt"
     assert train_script.main(["--out", str(out), "--max-steps", "4", "--eval-steps", "2",
                               "--warmup-steps", "1"]) == 0
-    report = (out / "train_report.json").read_text()
-    assert '"steps": 4' in report and "validation_shadow_accuracy" in report
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["steps"] == 4 and [h["step"] for h in report["history"]] == [2, 4]
+    assert report["best"] in report["history"]
     model = modeling.load_model(out, labels)
-    model.set_inference_mode("shadow_only")
     tok = modeling.tokenizer()
+    # the saved weights are the best evaluated ones: they score what the report says
+    evaluate = train_script.shadow_accuracy(modeling.features(tok, data.read_split("validation")),
+                                            PadCollator(tok.pad_token_id))
+    assert evaluate(model)[0] == report["validation_shadow_accuracy"] == report["best"]["score"]
     with torch.no_grad():
-        assert model(**tok(["turn on the light"], return_tensors="pt")).logits.shape == (1, 35)
+        logits = model(**tok(["turn on the light"], return_tensors="pt")).logits
+    assert logits.shape == (1, len(labels))
