@@ -10,8 +10,9 @@ expression tree ourselves and draw one random path per sample:
 - ``RuleReference`` (``<name>``): the rule's expression;
 - ``ListReference`` (``{list}`` / ``{list:slot}``): a value from the list, recorded under
   the slot name. Text lists give ``value_out``; ranges give a number (digits, or words via
-  ``unicode_rbnf`` as hassil does); ``area``/``floor``/``name`` come from our own lists
-  in :mod:`slots`.
+  ``unicode_rbnf`` as hassil does; large ranges keep a fifth of their values for
+  validation and test, :func:`slots.draw_number`); ``area``/``floor``/``name`` come from
+  our own pools in :mod:`slots`, for the split being drawn.
 """
 
 from __future__ import annotations
@@ -40,16 +41,18 @@ class Expander:
 
     Args:
         slot_lists: hassil's slot lists (``Intents.slot_lists``).
-        heldout: use the held-out areas, floors and names (validation/test) instead of the
-            training ones.
+        split: ``"train"``, ``"validation"`` or ``"test"``: whose areas, floors, names and
+            numbers to use (:mod:`slots`).
         name_domains: domains allowed for ``{name}`` (from the template's
             ``requires_context``), or None for any domain.
     """
 
-    def __init__(self, slot_lists, heldout: bool, name_domains: list[str] | None):
+    def __init__(self, slot_lists, split: str, name_domains: list[str] | None):
         self.slot_lists = slot_lists
-        self.heldout = heldout
-        self.name_domains = name_domains
+        self.split = split
+        self.pick_area = own_slots.AreaPicker(split)
+        self.pick_name = own_slots.NamePicker(name_domains, split)
+        self.floors = own_slots.floor_pool(split)
         self._rbnf = None
 
     def sample(self, expression, rules, rng: random.Random) -> tuple[str, dict]:
@@ -79,24 +82,22 @@ class Expander:
         name, slot = ref.list_name, ref.slot_name
         if ref.is_inline_range:
             start, stop, step = ref.get_inline_range()
-            number = rng.randrange(start, stop + 1, step)
+            number = own_slots.draw_number(start, stop, step, slot, self.split, rng)
             captured[slot] = number
             return self._number_text(number, rng)
-        if name == "area":
-            value = rng.choice(own_slots.areas(self.heldout))
-            captured[slot] = value
-            return value
-        if name == "floor":
-            value = rng.choice(own_slots.floors(self.heldout))
-            captured[slot] = value
-            return value
-        if name == "name":
-            value, _domain = rng.choice(own_slots.names(self.name_domains, self.heldout))
+        if name in ("area", "floor", "name"):
+            if name == "area":
+                value = self.pick_area(rng)
+            elif name == "floor":
+                value = rng.choice(self.floors)
+            else:
+                value, _domain = self.pick_name(rng)
             captured[slot] = value
             return value
         slot_list = self.slot_lists[name]
         if isinstance(slot_list, RangeSlotList):
-            number = rng.randrange(slot_list.start, slot_list.stop + 1, slot_list.step)
+            number = own_slots.draw_number(slot_list.start, slot_list.stop, slot_list.step,
+                                           slot, self.split, rng)
             if slot_list.multiplier:
                 captured[slot] = number * slot_list.multiplier
             else:

@@ -1,0 +1,150 @@
+"""Out-of-scope commands: what a home robot hears that is not a smart-home action.
+
+A deployed model must say "no action" for small talk, general questions, requests for
+services the home does not offer, and chores no device can do, instead of forcing the
+nearest intent. Their target is the action ``none`` (:data:`NO_ACTION`).
+
+The phrasings are our own templates with ``{slot}`` fills from small word lists. They avoid
+the wording of the Home Assistant intents we do support (no "turn on", "set", "open",
+"start", "pause", "timer", weather, time or date questions, and none of HassRespond's
+greetings), so a command is out of scope by what it asks, not by a trick of wording.
+Templates are split like the intent templates: within each category about a quarter is
+held out for test and a tenth for validation, so the test measures phrasings the model
+never saw.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+NO_ACTION = "none"
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "small_talk": (
+        "how are you", "how are you doing today", "what's your favorite {thing}",
+        "tell me a joke", "tell me a joke about {topic}", "do you like {food}",
+        "i'm feeling {feeling} today", "thank you so much", "thanks a lot",
+        "you are {quality}", "sing me a song", "what do you think about {topic}",
+        "can you keep a secret", "are you a real person", "let's talk about {topic}",
+        "i love you", "what's the meaning of life", "do you have any hobbies",
+        "what did you do today", "tell me a story about {topic}", "do you dream",
+        "i had a {feeling} day", "guess what happened to {person} today",
+        "you're the best", "what makes you happy", "do you get bored",
+        "how old are you", "do you have a favorite {thing}", "say something funny",
+        "i can't sleep", "i'm so {feeling} right now", "tell me something interesting",
+    ),
+    "question": (
+        "what is the capital of {country}", "who wrote {book}", "how tall is {landmark}",
+        "how many {unit} are in a {big_unit}", "what is {n} times {m}",
+        "what's {n} plus {m}", "who is the president of {country}",
+        "when was {famous} born", "translate {word} into {language}",
+        "how do you spell {word}", "what does {word} mean",
+        "how far is {city} from {other_city}", "what's the population of {city}",
+        "why is the sky blue", "how do i make {food}", "how do i learn {language}",
+        "who invented the {invention}", "what is the square root of {n}",
+        "how many legs does a {animal} have", "what do {animal}s eat",
+        "is a {animal} a mammal", "where is {landmark}", "what language do they speak in {country}",
+        "who painted the {painting}", "how long does it take to boil an egg",
+        "what's a good name for a {animal}", "recommend a book about {topic}",
+        "what rhymes with {word}", "how many calories are in {food}",
+        "explain {topic} to me", "what year did {event} happen",
+        "how do airplanes fly", "what's the biggest {animal} in the world",
+    ),
+    "service": (
+        "order a {food}", "order {food} from {restaurant}", "call {person}",
+        "send a text to {person}", "book a table for {n} at {restaurant}",
+        "book a flight to {city}", "buy {item} online", "remind me to {chore} tomorrow",
+        "read my emails", "check my bank balance", "find a {shop} near me",
+        "navigate to {city}", "post a photo on {social}",
+        "schedule a meeting with {person} on {day}", "add {item} to my calendar",
+        "get me a taxi to the airport", "email {person} the {document}",
+        "pay the {bill} bill", "track my package", "find cheap hotels in {city}",
+        "message {person} that i'm running late", "reserve a {car} for {day}",
+        "download the new {social} app", "subscribe me to {topic} news",
+        "donate {n} dollars to charity", "compare prices for {item}",
+        "share my location with {person}", "find a recipe for {food}",
+    ),
+    "chore": (
+        "make me a sandwich", "fold the laundry", "feed the {animal}", "walk the {animal}",
+        "wash the car", "take out the trash", "water the plants", "cook dinner",
+        "iron my shirt", "paint the fence", "fix the sink", "make the bed",
+        "brush the {animal}", "do my homework", "bake a {food}", "drive me to {city}",
+        "pick up the kids from school", "wash the dishes by hand", "carry the groceries inside",
+        "hang the pictures", "sew a button on my coat", "repair the {broken}",
+        "plant some {flower} in the yard", "tie my shoes", "pour me a glass of {drink}",
+        "bring me my {object}", "find my {object}", "polish the silverware",
+        "knit me a scarf", "rake the leaves", "shovel the snow", "change the tire",
+    ),
+}
+
+FILLS: dict[str, tuple[str, ...]] = {
+    "thing": ("color", "movie", "song", "book", "food", "animal", "season", "sport", "game"),
+    "topic": ("cats", "space", "pirates", "dinosaurs", "history", "football", "robots",
+              "the ocean", "music", "cooking", "math", "penguins", "volcanoes", "trains"),
+    "food": ("pizza", "sushi", "tacos", "pasta", "burgers", "salad", "pancakes", "curry",
+             "ramen", "cheesecake", "lasagna", "dumplings", "chocolate cake"),
+    "feeling": ("happy", "sad", "tired", "excited", "bored", "nervous", "great", "lonely"),
+    "quality": ("funny", "smart", "annoying", "helpful", "weird", "amazing", "slow"),
+    "person": ("mom", "dad", "grandma", "alex", "sarah", "my boss", "the dentist", "kevin",
+               "my sister", "jordan", "priya", "the plumber"),
+    "country": ("france", "japan", "brazil", "canada", "kenya", "norway", "peru", "egypt",
+                "india", "australia", "mexico", "italy"),
+    "book": ("hamlet", "moby dick", "the hobbit", "pride and prejudice", "dune", "war and peace"),
+    "landmark": ("the eiffel tower", "mount everest", "the statue of liberty", "big ben",
+                 "the great wall", "the empire state building"),
+    "unit": ("inches", "grams", "ounces", "cups", "minutes", "centimeters", "meters"),
+    "big_unit": ("foot", "kilogram", "pound", "gallon", "day", "mile", "kilometer"),
+    "n": tuple(str(n) for n in (3, 7, 12, 15, 24, 36, 48, 99, 144, 250)),
+    "m": tuple(str(n) for n in (2, 4, 9, 11, 13, 17, 25, 64)),
+    "famous": ("einstein", "mozart", "shakespeare", "cleopatra", "napoleon", "frida kahlo"),
+    "word": ("apple", "serendipity", "house", "friend", "butterfly", "necessary", "library"),
+    "language": ("spanish", "german", "french", "japanese", "italian", "swahili", "korean"),
+    "city": ("paris", "tokyo", "new york", "cairo", "sydney", "rio", "toronto", "madrid"),
+    "other_city": ("london", "berlin", "chicago", "lima", "seoul", "rome", "dubai"),
+    "invention": ("telephone", "light bulb", "printing press", "bicycle", "internet"),
+    "animal": ("dog", "cat", "parrot", "hamster", "goldfish", "rabbit", "turtle", "horse"),
+    "painting": ("mona lisa", "starry night", "the scream", "sunflowers"),
+    "event": ("the moon landing", "the first world cup", "the fall of the berlin wall"),
+    "restaurant": ("luigi's", "the burger place", "golden dragon", "taco town"),
+    "item": ("new headphones", "a birthday gift", "printer ink", "running shoes", "a phone case"),
+    "chore": ("call the vet", "buy milk", "pay rent", "water the garden", "pick up the dry cleaning"),
+    "shop": ("pharmacy", "bakery", "gas station", "bookstore", "hardware store"),
+    "social": ("instagram", "facebook", "twitter", "tiktok"),
+    "day": ("monday", "tuesday", "friday", "the weekend", "next week"),
+    "document": ("report", "invoice", "slides", "contract"),
+    "bill": ("electricity", "phone", "internet", "water"),
+    "car": ("rental car", "minivan", "bike"),
+    "broken": ("bike", "chair", "roof", "bookshelf"),
+    "flower": ("roses", "tulips", "daisies", "sunflowers"),
+    "drink": ("water", "orange juice", "milk", "lemonade"),
+    "object": ("keys", "glasses", "wallet", "phone", "slippers", "backpack"),
+}
+
+_FIELD = re.compile(r"\{(\w+)\}")
+_HELDOUT = {"test": 0.25, "validation": 0.10}
+
+
+def assign_templates(seed: int) -> dict[str, list[str]]:
+    """{split: templates}: per category, a quarter of the templates for test and a tenth
+    for validation (at least one each); the rest train. Deterministic for ``seed``."""
+    out = {"train": [], "validation": [], "test": []}
+    for category, templates in sorted(TEMPLATES.items()):
+        ids = sorted(templates)
+        random.Random(f"{seed}/{category}").shuffle(ids)
+        n_test = max(1, round(_HELDOUT["test"] * len(ids)))
+        n_val = max(1, round(_HELDOUT["validation"] * len(ids)))
+        out["test"] += ids[:n_test]
+        out["validation"] += ids[n_test:n_test + n_val]
+        out["train"] += ids[n_test + n_val:]
+    return out
+
+
+def fill(template: str, rng: random.Random) -> str:
+    """``template`` with every ``{field}`` replaced by a random word of its list."""
+    return _FIELD.sub(lambda m: rng.choice(FILLS[m.group(1)]), template)
+
+
+def category_of(template: str) -> str:
+    """The category (``small_talk``, ``question``, ``service``, ``chore``) of ``template``."""
+    return next(c for c, ts in TEMPLATES.items() if template in ts)
