@@ -4,12 +4,17 @@ Runtime-only: this module imports ``runtime`` (onnxruntime, numpy, tokenizers, j
 the standard library, never torch or transformers, so it runs on a device with only
 ``pip install shadow-edge``.
 
-    python -m examples.robot_intent.app out/robot-intent-generation-int8 \\
+    python -m examples.robot_intent.app out/robot-intent-generation-int8 --grammar \\
         "turn on the lights in the nursery" "set a timer for 5 minutes"
 
-A generation export yields ``HassLightSet area=nursery brightness=40``: the intent picks a
+A generation export yields ``HassLightSet area="nursery" brightness=40``: the intent picks a
 handler and the slots become its keyword arguments. A classification export yields only
 the intent, so its handler is called without slots.
+
+The app knows its home (``--home``, default ``home.json``: the areas, floors and device
+names it can act on). With ``--grammar`` the model is constrained to actions over those
+entities (:mod:`grammar`; needs ``pip install 'shadow-edge[grammar]'``); without it, an
+action that names an entity the home does not have is refused before any handler runs.
 """
 
 from __future__ import annotations
@@ -102,27 +107,39 @@ def _robot(**slots: str) -> str:
     return f"robot task {_where(slots)}"
 
 
+@robot.on("none")
+def _nothing(**slots: str) -> str:
+    return "no action (not a smart-home command)"
+
+
 class RobotApp:
     """Load an export folder with the runtime and turn commands into handler calls.
 
     Args:
         folder: a ``shadow-edge export`` folder (text-generation or text-classification).
         threads: onnxruntime intra-op threads.
+        home: the entities the app may act on (default: ``home.json``).
+        grammar: constrain generation to the home's actions (see the module docstring).
     """
 
-    def __init__(self, folder: str, threads: int | None = 1, dispatcher: Dispatcher = robot):
+    def __init__(self, folder: str, threads: int | None = 1, dispatcher: Dispatcher = robot,
+                 home=None, grammar: bool = False):
         import runtime
+
+        from .grammar import Home, home_grammar
 
         self.model = runtime.load(folder, threads=threads)
         self.generative = self.model.manifest.is_generation
         self.dispatcher = dispatcher
+        self.home = home or Home.load()
+        self.grammar = home_grammar(self.home) if grammar and self.generative else None
 
     def understand(self, commands: list[str]) -> list[Action]:
         """The action for each command (batched)."""
         if self.generative:
             prompts = [[{"role": "system", "content": SYSTEM_PROMPT},
                         {"role": "user", "content": c}] for c in commands]
-            results = self.model.generate(prompts, max_new_tokens=32)
+            results = self.model.generate(prompts, max_new_tokens=32, grammar=self.grammar)
             actions = []
             for r in results:
                 try:
@@ -132,10 +149,20 @@ class RobotApp:
             return actions
         return [Action(r.label) for r in self.model.classify(list(commands))]
 
+    def unknown_entities(self, action: Action) -> list[str]:
+        """The slot values of ``action`` that name an area, floor or device the home lacks."""
+        return [f"{key}={value!r}" for key, value in action.slots.items()
+                if key in ("area", "floor", "name") and value not in self.home.values(key)]
+
     def __call__(self, commands: list[str]) -> list[tuple[str, Action, str]]:
         """(command, action, handler result) for each command."""
-        actions = self.understand(commands)
-        return [(c, a, self.dispatcher.dispatch(a)) for c, a in zip(commands, actions)]
+        out = []
+        for command, action in zip(commands, self.understand(commands), strict=True):
+            unknown = self.unknown_entities(action)
+            result = (f"refused: this home has no {', '.join(unknown)}" if unknown
+                      else self.dispatcher.dispatch(action))
+            out.append((command, action, result))
+        return out
 
 
 def main(argv=None) -> int:
@@ -143,9 +170,16 @@ def main(argv=None) -> int:
     p.add_argument("folder")
     p.add_argument("commands", nargs="*", help="commands (default: read lines from stdin)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--home", default=None, help="JSON file of the home's areas, floors and "
+                   "device names (default: examples/robot_intent/home.json)")
+    p.add_argument("--grammar", action="store_true",
+                   help="constrain generation to actions over the home's entities")
     args = p.parse_args(argv)
     commands = args.commands or [line.strip() for line in sys.stdin if line.strip()]
-    app = RobotApp(args.folder, threads=args.threads)
+    from .grammar import Home
+
+    home = Home.load(args.home) if args.home else None
+    app = RobotApp(args.folder, threads=args.threads, home=home, grammar=args.grammar)
     for command, action, result in app(commands):
         print(f"{command!r} -> {action.intent} {action.slots} -> {result}")
     return 0

@@ -22,9 +22,9 @@ The split is fixed and seeded (``SEED``) and measures generalisation:
 - a command text that occurs in train is dropped from validation and test;
 - per-intent counts are capped (``CAPS``) to balance the classes.
 
-Action strings: ``<Intent> key=value ...`` with keys sorted, values with spaces in double
-quotes (``HassLightSet area="living room" brightness=40``); :func:`parse_action` reverses
-:func:`format_action`. Fixed template slots (e.g. ``domain=light`` for "turn on the
+Action strings: ``<Intent> key=value ...`` with keys sorted, numbers bare and every other
+value in double quotes (``HassLightSet area="living room" brightness=40``);
+:func:`parse_action` reverses :func:`format_action`. Fixed template slots (e.g. ``domain=light`` for "turn on the
 kitchen lights") are part of the action, as Home Assistant reports them.
 
 Run ``python -m examples.robot_intent.data --out examples/robot_intent/data`` to write
@@ -74,14 +74,18 @@ class Example:
 
 
 def _format_value(value) -> str:
+    """Numbers bare (``40``, ``-5``), every other value in double quotes (``"kitchen"``):
+    a model copying a name never has to decide whether it needs quotes."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value)
-    return f'"{text}"' if (" " in text or not text) else text
+    if isinstance(value, int) and not isinstance(value, bool) or text.lstrip("-").isdigit():
+        return text
+    return f'"{text}"'
 
 
 def format_action(intent: str, slots: dict) -> str:
-    """``HassLightSet area=kitchen brightness=40`` (keys sorted, spaced values quoted)."""
+    """``HassLightSet area="kitchen" brightness=40`` (keys sorted, text values quoted)."""
     parts = [intent] + [f"{key}={_format_value(slots[key])}" for key in sorted(slots)]
     return " ".join(parts)
 

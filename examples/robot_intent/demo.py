@@ -6,9 +6,12 @@
    ``checkpoints/classification``) to ONNX fp32 and int8 with ``exporters.export`` (the
    code path of ``shadow-edge export``), parity gate on.
 3. Run a fixed sample of held-out test commands through torch (base_shadow, shadow_only)
-   and through the runtime (ONNX fp32, ONNX int8), and print accuracy, agreement with torch
-   shadow_only, the export parity verdict and speed.
-4. Show a few commands going through the runtime-only robot app.
+   and through the runtime (ONNX fp32, ONNX int8, and for generation ONNX int8 constrained
+   by each home's action grammar), and print accuracy, full-action exact match, area and
+   device-name F1, the out-of-scope false-accept rate, agreement with torch shadow_only,
+   the export parity verdict and speed.
+4. Show commands about rooms and devices never seen in training going through the
+   runtime-only robot app, free and with the grammar of ``home.json``.
 
 Sized to finish in under 5 minutes on 2 cores once the base is cached.
 """
@@ -20,16 +23,17 @@ import logging
 import time
 from pathlib import Path
 
-from . import data as data_mod
-from .evaluate import Result, agreement, eval_runtime, eval_torch, fixed_sample, load_torch
+from .evaluate import Result, agreement, eval_runtime, eval_torch, homes, load_torch, read_examples
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINTS = {"generation": HERE / "checkpoints" / "generation",
                "classification": HERE / "checkpoints" / "classification"}
 EXPORT_TASK = {"generation": "text-generation", "classification": "text-classification"}
+# rooms and devices of home.json that no training command names
 APP_COMMANDS = ("turn on the lights in the nursery", "set the brightness in the study to 30%",
-                "start a timer for 12 minutes", "what's the weather like",
-                "send the mop robot back to its base")
+                "send the attic mop robot back to its base", "lock the tack room gate lock",
+                "set the chapel thermostat to 19 degrees", "start a timer for 12 minutes",
+                "what is the capital of france")
 
 
 def _reusable(folder: Path, checkpoint: Path, precision: str) -> dict | None:
@@ -73,20 +77,23 @@ def export_all(tasks, base_dir: Path, out: Path, precisions=("fp32", "int8"),
     return done
 
 
-def run_task(task: str, base_dir: Path, tokenizer, exports: dict, n: int, modes, threads: int):
+def run_task(task: str, base_dir: Path, tokenizer, exports: dict, n: int, modes, threads: int,
+             grammar: bool = True):
     """All result rows of one task on a fixed test sample."""
-    splits = data_mod.build_splits()
-    labels = data_mod.labels_of(splits)
-    examples = fixed_sample(splits["test"], n)
+    examples, labels = read_examples("test", n)
     model = load_torch(CHECKPOINTS[task], base_dir, task)
     rows: list[Result] = [eval_torch(model, tokenizer, task, examples, labels, mode)
                           for mode in modes]
     reference = next(r for r in rows if r.name == "torch shadow_only")
     del model
-    for precision in ("fp32", "int8"):
+    variants = [("fp32", None), ("int8", None)]
+    if task == "generation" and grammar:
+        variants.append(("int8", homes(examples, "test")))
+    for precision, home_list in variants:
         folder, _, manifest = exports[(task, precision)]
-        r = eval_runtime(folder, tokenizer, task, examples, labels, f"ONNX {precision}",
-                         threads=threads)
+        name = f"ONNX {precision}" + (" + grammar" if home_list else "")
+        r = eval_runtime(folder, tokenizer, task, examples, labels, name, threads=threads,
+                         grammar_homes=home_list)
         r.agreement = agreement(r, reference)
         parity = manifest.get("parity") or {}
         r.extra["parity"] = "pass" if parity.get("passed") else "FAIL"
@@ -100,17 +107,20 @@ def render(console, rows_by_task: dict, exports: dict, seconds: float) -> None:
     for task, rows in rows_by_task.items():
         table = Table(title=f"{task}: held-out test commands (acc = intent exact match)"
                       if task == "generation" else f"{task}: held-out test commands")
-        for column in ("model", "n", "acc", "action EM", "macro-F1", "= torch shadow",
-                       "parity", "speed"):
+        for column in ("model", "n", "acc", "action EM", "area F1", "name F1", "macro-F1",
+                       "OOD accepted", "= torch shadow", "parity", "speed"):
             table.add_column(column, justify="left" if column == "model" else "right")
         for r in rows:
             s = r.summary()
             speed = (f"{s['tokens_per_second']:.0f} tok/s" if "tokens_per_second" in s
                      else f"{s['ms_per_command']:.1f} ms/cmd")
+            slot_f1 = {k: f"{v['f1']:.3f}" for k, v in (s.get("slots") or {}).items()}
+            ood = s.get("false_accept_rate")
             table.add_row(
                 r.name, str(s["n"]), f"{r.primary:.3f}",
                 f"{s['action_exact_match']:.3f}" if "action_exact_match" in s else "-",
-                f"{s['macro_f1']:.3f}",
+                slot_f1.get("area", "-"), slot_f1.get("name", "-"), f"{s['macro_f1']:.3f}",
+                f"{ood:.3f}" if ood is not None else "-",
                 f"{r.agreement:.3f}" if r.agreement is not None else "-",
                 r.extra.get("parity", "-"), speed,
             )
@@ -122,10 +132,10 @@ def render(console, rows_by_task: dict, exports: dict, seconds: float) -> None:
     console.print(f"total {seconds / 60:.1f} min")
 
 
-def show_app(console, folder: Path, threads: int) -> None:
+def show_app(console, folder: Path, threads: int, grammar: bool) -> None:
     from .app import RobotApp
 
-    app = RobotApp(str(folder), threads=threads)
+    app = RobotApp(str(folder), threads=threads, grammar=grammar)
     for command, action, result in app(list(APP_COMMANDS)):
         console.print(f"  {command!r} -> [bold]{action.intent}[/bold] {action.slots} -> {result}")
 
@@ -134,14 +144,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="shadow-edge demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=None,
                    help="where to write the exports (default: <cache>/demo)")
-    p.add_argument("--n-generation", type=int, default=60)
-    p.add_argument("--n-classification", type=int, default=300)
+    p.add_argument("--n-generation", type=int, default=120)
+    p.add_argument("--n-classification", type=int, default=400)
     p.add_argument("--tasks", default="generation,classification")
     p.add_argument("--no-base-shadow", action="store_true",
                    help="skip the (slow) torch base_shadow rows")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reuse-exports", action="store_true",
                    help="keep earlier verified exports of the same checkpoints")
+    p.add_argument("--no-grammar", action="store_true",
+                   help="skip the constrained-decoding rows (they need llguidance)")
     args = p.parse_args(argv)
 
     import torch
@@ -170,11 +182,14 @@ def main(argv=None) -> int:
         n = args.n_generation if task == "generation" else args.n_classification
         with console.status(f"evaluating {task} on {n} held-out commands"):
             rows_by_task[task] = run_task(task, base_dir, tokenizer, exports, n, modes,
-                                          args.threads)
+                                          args.threads, grammar=not args.no_grammar)
     render(console, rows_by_task, exports, time.perf_counter() - start)
     if "generation" in tasks:
-        console.print("robot app (runtime only, int8 generation export):")
-        show_app(console, exports[("generation", "int8")][0], args.threads)
+        folder = exports[("generation", "int8")][0]
+        for grammar in (False, True)[: 1 if args.no_grammar else 2]:
+            how = "with the grammar of home.json" if grammar else "free"
+            console.print(f"robot app (runtime only, int8 generation export, {how}):")
+            show_app(console, folder, args.threads, grammar)
     return 0
 
 

@@ -2,12 +2,20 @@
 
     python -m examples.robot_intent.evaluate --task generation \\
         --checkpoint examples/robot_intent/checkpoints/generation \\
-        --onnx out/gen-fp32 --onnx out/gen-int8 --n 300
+        --onnx out/gen-fp32 --onnx out/gen-int8 --grammar --json scores.json
 
 Metrics (test split unless ``--split``): generation -> intent-name exact match, full-action
-exact match, macro-F1 over intent names, the rate of generated names that are not real
-intents; classification -> accuracy and macro-F1; per-intent scores in the JSON output.
-ONNX rows also report agreement with torch shadow_only, example by example.
+exact match, per-slot precision/recall/F1, macro-F1 over intent names, the rate of
+generated names that are not real intents, and the out-of-scope false-accept / false-reject
+rates; classification -> accuracy, macro-F1 and the same out-of-scope rates; per-intent
+scores in the JSON output. ONNX rows also report agreement with torch shadow_only (and the
+first ONNX row), example by example.
+
+With ``--grammar`` every ONNX generation row is run twice: free, and constrained by the
+action grammar of a *home* (:mod:`grammar`). Commands are grouped in batches of 16, and each
+batch is one home: the areas, floors and device names its commands name, plus distractors
+of the same split (``HOME_DISTRACTORS``), as a real home lists many entities a command does
+not mention.
 """
 
 from __future__ import annotations
@@ -24,6 +32,10 @@ from .metrics import classification_scores, generation_scores
 from .predict import runtime_classify, runtime_generate, torch_classify, torch_generate
 
 TASKS = ("generation", "classification")
+DATA = Path(__file__).resolve().parent / "data"
+BATCH = 16
+#: Entities a home lists besides those its commands name: areas, floors, device names.
+HOME_DISTRACTORS = {"area": 16, "floor": 4, "name": 24}
 
 
 @dataclass
@@ -91,15 +103,44 @@ def eval_torch(model, tokenizer, task: str, examples, labels: list[str], mode: s
                   timed.seconds, timed.new_tokens)
 
 
+def homes(examples, split: str, batch_size: int = BATCH, seed: int = 0) -> list:
+    """One :class:`grammar.Home` per batch of ``batch_size`` examples: the entities the
+    batch's commands name, plus ``HOME_DISTRACTORS`` random values of ``split``'s pools."""
+    from . import slots
+    from .grammar import Home
+
+    pools = {"area": slots.area_pool(split), "floor": slots.floor_pool(split)}
+    names = [n for d in slots.DOMAINS for n in slots.name_pool(d, split)]
+    out = []
+    for start in range(0, len(examples), batch_size):
+        rng = random.Random(f"{seed}/{start}")
+        found = {kind: {str(e.slots[kind]) for e in examples[start:start + batch_size]
+                        if kind in e.slots} for kind in ("area", "floor", "name")}
+        for kind, count in HOME_DISTRACTORS.items():
+            pool = names if kind == "name" else pools[kind]
+            found[kind] |= set(rng.sample(pool, min(count, len(pool))))
+        out.append(Home(tuple(sorted(found["area"])), tuple(sorted(found["floor"])),
+                        tuple(sorted(found["name"]))))
+    return out
+
+
 def eval_runtime(folder: Path, tokenizer, task: str, examples, labels: list[str], name: str,
-                 threads: int | None = None, batch_size: int = 16) -> Result:
-    """Score an export folder through ``runtime`` (same token ids as torch)."""
+                 threads: int | None = None, batch_size: int = BATCH,
+                 grammar_homes: list | None = None) -> Result:
+    """Score an export folder through ``runtime`` (same token ids as torch); generation
+    with ``grammar_homes`` (one home per batch) is constrained by each home's grammar."""
     import runtime
 
     model = runtime.load(folder, threads=threads)
     if task == "generation":
         prompts = [modeling.prompt_ids(tokenizer, e.text) for e in examples]
-        timed = runtime_generate(model, prompts, batch_size=batch_size)
+        grammars = None
+        if grammar_homes is not None:
+            from .grammar import home_grammar, load_schema
+
+            schema = load_schema()
+            grammars = [home_grammar(home, schema) for home in grammar_homes]
+        timed = runtime_generate(model, prompts, batch_size=batch_size, grammars=grammars)
         outputs = timed.outputs
     else:
         rows = [modeling.classification_ids(tokenizer, e.text) for e in examples]
@@ -124,6 +165,14 @@ def load_torch(checkpoint: Path, base_dir: Path, task: str):
     return load_shadow_checkpoint(checkpoint, base=str(base_dir), task=task_name)
 
 
+def read_examples(split: str, n: int = 0) -> tuple[list, list[str]]:
+    """(examples of ``split`` from the committed data folder, sorted label names); a fixed
+    sample of ``n`` when ``n`` > 0."""
+    labels = json.loads((DATA / "labels.json").read_text())["labels"]
+    examples = data_mod.read_split(DATA, split)
+    return (fixed_sample(examples, n) if n else examples), labels
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="Evaluate a robot-intent checkpoint and exports.")
     p.add_argument("--task", choices=TASKS, required=True)
@@ -133,8 +182,12 @@ def main(argv=None) -> None:
     p.add_argument("--split", choices=data_mod.SPLITS, default="test")
     p.add_argument("--n", type=int, default=0, help="fixed sample size (0: the whole split)")
     p.add_argument("--modes", default="base_shadow,shadow_only")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--grammar", action="store_true",
+                   help="generation: also run each ONNX folder with the home action grammar")
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="write all scores here")
+    p.add_argument("--figures", type=Path, default=None,
+                   help="write a confusion matrix (PNG) of the last ONNX row here")
     args = p.parse_args(argv)
 
     import torch
@@ -143,29 +196,41 @@ def main(argv=None) -> None:
     from shadow_edge.assets import smollm2_hf_dir
 
     torch.set_num_threads(args.threads)
-    splits = data_mod.build_splits()
-    labels = data_mod.labels_of(splits)
-    examples = splits[args.split]
-    if args.n:
-        examples = fixed_sample(examples, args.n)
+    examples, labels = read_examples(args.split, args.n)
     base_dir = smollm2_hf_dir()
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     model = load_torch(args.checkpoint, base_dir, args.task)
     results = [eval_torch(model, tokenizer, args.task, examples, labels, mode)
                for mode in args.modes.split(",") if mode]
     reference = next((r for r in results if r.name == "torch shadow_only"), None)
+    grammar_homes = homes(examples, args.split) if args.grammar else None
+    first_onnx: dict[bool, Result] = {}  # the first ONNX row, free and with a grammar
     for folder in args.onnx:
-        r = eval_runtime(folder, tokenizer, args.task, examples, labels, f"onnx {folder.name}",
-                         threads=args.threads)
-        if reference is not None:
-            r.agreement = agreement(r, reference)
-        results.append(r)
+        variants = [(f"onnx {folder.name}", None)]
+        if grammar_homes is not None and args.task == "generation":
+            variants.append((f"onnx {folder.name} + grammar", grammar_homes))
+        for name, home_list in variants:
+            r = eval_runtime(folder, tokenizer, args.task, examples, labels, name,
+                             threads=args.threads, grammar_homes=home_list)
+            if reference is not None:
+                r.agreement = agreement(r, reference)
+            constrained = home_list is not None
+            if constrained in first_onnx:
+                r.extra["agreement_with_first_onnx"] = agreement(r, first_onnx[constrained])
+            else:
+                first_onnx[constrained] = r
+            results.append(r)
     for r in results:
-        print(json.dumps(r.summary()))
+        print(json.dumps({**r.summary(), **r.extra}))
     if args.json:
         args.json.write_text(json.dumps(
-            [dict(r.summary(), per_intent=r.scores["per_intent"]) for r in results], indent=1))
+            [dict(r.summary(), **r.extra, per_intent=r.scores["per_intent"],
+                  slots=r.scores.get("slots")) for r in results], indent=1) + "\n")
+    if args.figures and results:
+        from .figures import confusion_png
 
-
-if __name__ == "__main__":
-    main()
+        last = results[-1]
+        gold = [e.intent for e in examples]
+        pred = last.outputs if args.task == "classification" else [
+            (o.split() or [""])[0] for o in last.outputs]
+        confusion_png(gold, pred, labels, args.figures, title=f"{args.task}: {last.name}")

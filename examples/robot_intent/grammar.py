@@ -1,95 +1,132 @@
-"""An action grammar built at run time: the model can only write actions the home can do.
+"""Action grammars: what the robot may say, given the home it is in.
 
-The generation shadow writes ``<Intent> key=value ...`` (``data.format_action``: keys sorted,
-values with spaces in double quotes). Given the intents the app handles with their slot
-keys, and the home's own entity names (areas, floors, device names...), :func:`action_grammar`
-returns a :class:`runtime.Grammar` (Lark) that allows exactly:
+A home exposes its own entities (areas, floors, device names), as Home Assistant exposes
+its entities to a voice assistant. :func:`action_grammar` writes a Lark grammar (the
+llguidance dialect that ``runtime``'s ``grammar=`` takes) that allows exactly:
 
-- one of the intent names;
-- then any subset of that intent's slot keys, in sorted order;
-- for a key with an entity list, one of its values (quoted when it has a space);
-- for other keys, a number (``40``, ``-2.5``), a word (``red``, ``on``) or a quoted text.
+- ``none`` (no action), or
+- an intent name followed by one of the slot-key combinations its templates produce
+  (``schema.json`` of the data folder, :func:`data.schema_of`), keys in sorted order, where
+  an entity slot takes one of the home's values (quoted), a number slot an integer, and a
+  fixed slot one of its Home Assistant values (quoted).
 
-Every output of a generation under this grammar that finished with ``finish_reason ==
-"grammar"`` parses with ``data.parse_action`` / ``app.Action.parse``. Runtime-only (imports
-``runtime``, never torch):
-
-    >>> grammar = action_grammar({"HassTurnOn": ["area", "name"], "HassNevermind": []},
-    ...                          {"area": ["kitchen", "music room"], "name": ["desk lamp"]})
-    >>> model.generate(prompt, grammar=grammar, max_new_tokens=32).text
-    'HassTurnOn area="music room"'
+So a constrained model can only name a room or device the home has, with the intent's own
+slots. Runtime-only: standard library and ``runtime``, no torch.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from runtime import Grammar
+HERE = Path(__file__).resolve().parent
+SCHEMA_FILE = HERE / "data" / "schema.json"
+HOME_FILE = HERE / "home.json"
+NUMBER = r"/-?[0-9]+/"
 
-# values of slots without an entity list: a number, a bare word, or a quoted text
-FREE_VALUE_TERMINALS = r"""
-NUMBER: /-?[0-9]{1,6}(\.[0-9]{1,4})?/
-WORD: /[A-Za-z_][A-Za-z0-9_]{0,31}/
-QUOTED: /"[^"\\\n]{1,40}"/
-"""
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+@dataclass(frozen=True)
+class Home:
+    """The entities a home exposes: area, floor and device names (as users say them)."""
+
+    areas: tuple[str, ...] = ()
+    floors: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    label: str = field(default="home", compare=False)
+
+    @classmethod
+    def load(cls, path: str | Path = HOME_FILE) -> Home:
+        """Read ``{"areas": [...], "floors": [...], "names": [...]}`` from a JSON file."""
+        raw = json.loads(Path(path).read_text())
+        return cls(*(tuple(raw.get(key, ())) for key in ("areas", "floors", "names")),
+                   label=Path(path).stem)
+
+    def merged(self, other: Home) -> Home:
+        """A home with the entities of both (sorted, without duplicates)."""
+        return Home(*(tuple(sorted(set(a) | set(b))) for a, b in
+                      zip((self.areas, self.floors, self.names),
+                          (other.areas, other.floors, other.names), strict=True)))
+
+    def values(self, kind: str) -> tuple[str, ...]:
+        return {"area": self.areas, "floor": self.floors, "name": self.names}[kind]
+
+
+def load_schema(path: str | Path = SCHEMA_FILE) -> dict:
+    """The data folder's ``schema.json`` (see :func:`data.schema_of`)."""
+    return json.loads(Path(path).read_text())
 
 
 def _literal(text: str) -> str:
-    """A Lark string literal for ``text`` (JSON escapes, which llguidance's Lark reads)."""
-    return json.dumps(text, ensure_ascii=False)
+    """A Lark string literal for ``text``."""
+    return json.dumps(text)
 
 
-def _value_text(value: str) -> str:
-    """How ``data.format_action`` writes a value: quoted when it has a space or is empty."""
-    return f'"{value}"' if (" " in value or not value) else value
+def _quoted_alternatives(values: Iterable[str]) -> str:
+    return " | ".join(_literal(f'"{v}"') for v in sorted(set(values)))
 
 
-def action_grammar(intents: Mapping[str, Iterable[str]],
-                   entities: Mapping[str, Iterable[str]] | None = None) -> Grammar:
-    """A Lark grammar of the actions ``intents`` allow, with ``entities`` as closed value lists.
+def _rule(name: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", name.lower())
 
-    Args:
-        intents: intent name -> its slot keys, e.g. ``{"HassLightSet": ["area", "brightness"]}``.
-        entities: slot key -> allowed values, e.g. ``{"area": ["kitchen", "attic"]}``; keys
-            not listed take free values (number, word or quoted text).
+
+def action_grammar(schema: dict, home: Home) -> str:
+    """The Lark source of the action grammar for ``home`` (see the module docstring).
+
+    A slot set that needs an entity kind the home lacks (say, floors in a one-storey
+    flat) is left out; the intent's other slot sets remain.
 
     Raises:
-        ValueError: no intents, a name or key that is not an identifier, an empty entity
-            list, or a value with a double quote, backslash or newline (it could not be
-            written in the action format).
+        ValueError: the home lists no entity at all.
     """
-    entities = {key: list(dict.fromkeys(values)) for key, values in (entities or {}).items()}
-    if not intents:
-        raise ValueError("action_grammar needs at least one intent, e.g. {'HassTurnOn': ['area']}")
-    lines = []
-    value_rules: dict[str, str] = {}
-    for key, values in sorted(entities.items()):
+    if not (home.areas or home.floors or home.names):
+        raise ValueError("the home has no areas, floors or names; list at least one entity")
+    rules: dict[str, str] = {}
+    intent_rules = []
+    for intent, spec in sorted(schema["intents"].items()):
+        alternatives = []
+        for keys in spec["slot_sets"]:
+            parts = [_literal(intent)]
+            for key in keys:
+                value_rule = _value_rule(intent, key, spec["slots"][key], home, rules)
+                if value_rule is None:  # an entity kind this home does not have
+                    parts = None
+                    break
+                parts += [_literal(f" {key}="), value_rule]
+            if parts is not None:
+                alternatives.append(" ".join(parts))
+        if alternatives:
+            name = f"intent_{_rule(intent)}"
+            rules[name] = " | ".join(alternatives)
+            intent_rules.append(name)
+    lines = [f"start: {' | '.join(intent_rules)}"]
+    lines += [f"{name}: {body}" for name, body in rules.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _value_rule(intent: str, key: str, kind, home: Home, rules: dict[str, str]) -> str | None:
+    if isinstance(kind, str) and kind.startswith("entity:"):
+        entity = kind.split(":", 1)[1]
+        values = home.values(entity)
         if not values:
-            raise ValueError(f"the entity list for {key!r} is empty; pass its values or drop it")
-        bad = [v for v in values if not isinstance(v, str) or re.search(r'["\\\n]', v)]
-        if bad:
-            raise ValueError(f"entity values for {key!r} must be strings without '\"', '\\' "
-                             f"or newlines: {bad[:3]}")
-    alternatives = []
-    for index, (intent, keys) in enumerate(sorted(intents.items())):
-        keys = sorted(set(keys))
-        for name in [intent, *keys]:
-            if not _NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid intent or slot name (letters, digits, _)")
-        parts = [_literal(intent)]
-        for key in keys:
-            rule = value_rules.setdefault(key, f"value_{len(value_rules)}")
-            parts.append(f"({_literal(f' {key}=')} {rule})?")
-        lines.append(f"intent_{index}: {' '.join(parts)}")
-        alternatives.append(f"intent_{index}")
-    for key, rule in value_rules.items():
-        if key in entities:
-            body = " | ".join(_literal(_value_text(v)) for v in entities[key])
-        else:
-            body = "NUMBER | WORD | QUOTED"
-        lines.append(f"{rule}: {body}")
-    source = "start: " + " | ".join(alternatives) + "\n" + "\n".join(lines) + "\n"
-    return Grammar(lark=source + FREE_VALUE_TERMINALS)
+            return None
+        name = f"entity_{entity}"
+        rules.setdefault(name, _quoted_alternatives(values))
+        return name
+    options = []
+    if kind.get("number"):
+        options.append(NUMBER)
+    if kind.get("enum"):
+        options.append(_quoted_alternatives(kind["enum"]))
+    name = f"value_{_rule(intent)}_{_rule(key)}"
+    rules[name] = " | ".join(options)
+    return name
+
+
+def home_grammar(home: Home | None = None, schema: dict | None = None):
+    """A ``runtime.grammar.Grammar`` for ``home`` (default: ``home.json``)."""
+    from runtime.grammar import Grammar
+
+    return Grammar(lark=action_grammar(schema or load_schema(), home or Home.load()))

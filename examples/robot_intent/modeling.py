@@ -79,14 +79,16 @@ def explicit_shadow_from_base(base, num_layers: int = GENERATION_SHADOW_LAYERS):
     return shadow
 
 
-def build_generation_model(base_dir: Path, *, shadow_loss_weight: float = SHADOW_LOSS_WEIGHT):
-    """A trainable ``ShadowForCausalLM`` (explicit 2-layer shadow) on the cached base."""
+def build_generation_model(base_dir: Path, *, shadow_loss_weight: float = SHADOW_LOSS_WEIGHT,
+                           num_layers: int = GENERATION_SHADOW_LAYERS):
+    """A trainable ``ShadowForCausalLM`` (explicit ``num_layers`` shadow) on the cached base."""
     from transformers import AutoModelForCausalLM
 
     from shadow_edge import ShadowConfig, ShadowForCausalLM, get_shadow_model, prepare_shadow_model
 
     base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
-    shadow = prepare_shadow_model(explicit_shadow_from_base(base), remove_embed_tokens=True)
+    shadow = prepare_shadow_model(explicit_shadow_from_base(base, num_layers),
+                                  remove_embed_tokens=True)
     peft = get_shadow_model(base, ShadowConfig(), shadow_model=shadow)
     return ShadowForCausalLM(peft, shadow_loss_weight=shadow_loss_weight)
 

@@ -71,12 +71,17 @@ def torch_classify(model, rows: list[list[int]], pad_id: int, *, batch_size: int
 
 
 def runtime_generate(generator, prompts: list[list[int]], *, batch_size: int = 16,
-                     max_new_tokens: int = MAX_NEW_TOKENS) -> Timed:
-    """Greedy decode token-id prompts with a ``runtime`` ShadowGenerator."""
+                     max_new_tokens: int = MAX_NEW_TOKENS, grammars: list | None = None) -> Timed:
+    """Greedy decode token-id prompts with a ``runtime`` ShadowGenerator.
+
+    ``grammars``: one ``runtime.Grammar`` per batch of ``batch_size`` prompts (or None).
+    """
     texts, new_tokens = [], 0
     start = time.perf_counter()
     for i in range(0, len(prompts), batch_size):
-        results = generator.generate(prompts[i:i + batch_size], max_new_tokens=max_new_tokens)
+        grammar = grammars[i // batch_size] if grammars is not None else None
+        results = generator.generate(prompts[i:i + batch_size], max_new_tokens=max_new_tokens,
+                                     grammar=grammar)
         for result in results:
             texts.append(result.text)
             new_tokens += len(result.token_ids) if hasattr(result, "token_ids") else 0

@@ -61,6 +61,11 @@ def _parse(argv):
     p.add_argument("--eval-steps", type=int, default=200)
     p.add_argument("--eval-size", type=int, default=120,
                    help="validation examples scored per evaluation and mode")
+    p.add_argument("--eval-modes", default="shadow_only,base_shadow",
+                   help="inference modes scored at each evaluation (the kept model is the one "
+                        "whose weakest mode scores best)")
+    p.add_argument("--shadow-layers", type=int, default=modeling.GENERATION_SHADOW_LAYERS,
+                   help="generation: base layers copied into the explicit shadow")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
@@ -83,10 +88,11 @@ def balanced(train_rows: list, rng: random.Random) -> list:
 class Task:
     """What differs between the two tasks: the model, the examples and the validation score."""
 
-    def __init__(self, name: str, tokenizer, labels: list[str], base_dir: Path):
-        self.name, self.tok, self.labels = name, tokenizer, labels
+    def __init__(self, name: str, tokenizer, labels: list[str], base_dir: Path, *,
+                 modes=("shadow_only", "base_shadow"), shadow_layers: int = 2):
+        self.name, self.tok, self.labels, self.modes = name, tokenizer, labels, tuple(modes)
         if name == "generation":
-            self.model = modeling.build_generation_model(base_dir)
+            self.model = modeling.build_generation_model(base_dir, num_layers=shadow_layers)
         else:
             self.model = modeling.build_classification_model(base_dir, labels)
         self.model.peft_model.base_model.name_or_path = BASE_ID
@@ -115,8 +121,7 @@ class Task:
 
     def evaluator(self, val):
         def evaluate(model):
-            scores = {mode: self.score_mode(model, val, mode)
-                      for mode in ("shadow_only", "base_shadow")}
+            scores = {mode: self.score_mode(model, val, mode) for mode in self.modes}
             details = {f"{mode}_{k}": round(v, 4) for mode, s in scores.items()
                        for k, v in s.items()}
             return min(s["score"] for s in scores.values()), details
@@ -189,7 +194,8 @@ def run(argv=None) -> dict:
     train_rows = data_mod.read_split(args.data, "train")
     val = data_mod.read_split(args.data, "validation")
     val = random.Random(1).sample(val, min(args.eval_size, len(val)))
-    task = Task(args.task, tokenizer, labels, base_dir)
+    task = Task(args.task, tokenizer, labels, base_dir, modes=args.eval_modes.split(","),
+                shadow_layers=args.shadow_layers)
     if args.init is not None:
         load_weights(task.model, args.init)
     examples = [task.example(e) for e in balanced(train_rows, random.Random(args.seed))]
