@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
-from functools import lru_cache
+from functools import cache
 
 SPLITS = ("train", "validation", "test")
 
@@ -172,7 +172,7 @@ def _split_words(words, salt: str, forced: dict[str, tuple[str, ...]] | None = N
     return {split: tuple(ws) for split, ws in out.items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def word_splits() -> dict[str, dict[str, tuple[str, ...]]]:
     """{list name: {split: words}} for every word list that is split."""
     return {
@@ -190,7 +190,7 @@ def _possessive(person: str) -> str:
     return f"{person}'s"
 
 
-@lru_cache(maxsize=None)
+@cache
 def area_pool(split: str) -> tuple[str, ...]:
     """All area values of ``split``: room words, alone or with a modifier of the same split
     (or a person's possessive, ``"emma's bedroom"``). Held-out splits also pair their own
@@ -206,7 +206,7 @@ def area_pool(split: str) -> tuple[str, ...]:
     return tuple(sorted(values))
 
 
-@lru_cache(maxsize=None)
+@cache
 def floor_pool(split: str) -> tuple[str, ...]:
     """All floor values of ``split`` (``"<word> floor|level|storey"``; a few plain words in
     training only)."""
@@ -244,7 +244,7 @@ def _names_of(domain: str, split: str) -> set[str]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def name_pool(domain: str, split: str) -> tuple[str, ...]:
     """All device names of ``domain`` in ``split`` (never a training value outside train)."""
     values = _names_of(domain, split)

@@ -157,10 +157,10 @@ def save_checkpoint(task: Task, out: Path, dtype: str, val) -> dict:
         chosen, parity = work / "fp32", {}
         if dtype == "fp16":
             evaluate = task.evaluator(val)
-            fp32_score, fp32_details = evaluate(task.model)
+            _fp32_score, fp32_details = evaluate(task.model)
             _fp16_copy(work / "fp32", work / "fp16")
             load_weights(task.model, work / "fp16")
-            fp16_score, fp16_details = evaluate(task.model)
+            _fp16_score, fp16_details = evaluate(task.model)
             same = fp16_details == fp32_details
             parity = {"fp32_validation": fp32_details, "fp16_validation": fp16_details,
                       "fp16_parity": same}
