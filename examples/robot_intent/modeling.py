@@ -65,29 +65,39 @@ def pad_batch(rows: list[list[int]], pad_id: int, labels: list[list[int]] | None
     return (ids, mask, lab) if labels is not None else (ids, mask)
 
 
-def explicit_shadow_from_base(base, num_layers: int = GENERATION_SHADOW_LAYERS):
-    """A ``num_layers`` copy of the base backbone (its first layers + final norm), no embeddings."""
+def explicit_shadow_from_base(base, layers=GENERATION_SHADOW_LAYERS):
+    """A copy of some of the base backbone's layers (+ its final norm), without embeddings.
+
+    ``layers``: a count (the first layers) or the base layer indices to copy, in order
+    (e.g. ``(0, 1, 15, 16, 17, 18)``: early layers plus a previous-token head (15-16) and
+    the induction heads of 17-18, which let the shadow copy names from the command).
+    """
     from shadow_edge.backbone import get_backbone, shrink_config
 
+    chosen = list(range(layers)) if isinstance(layers, int) else list(layers)
     backbone = get_backbone(base)
-    config = shrink_config(copy.deepcopy(backbone.config), num_layers)
+    config = shrink_config(copy.deepcopy(backbone.config), len(chosen))
     shadow = type(backbone)(config)
     source = backbone.state_dict()
-    wanted = {k: v for k, v in source.items()
-              if not k.startswith("layers.") or int(k.split(".")[1]) < num_layers}
+    wanted = {k: v for k, v in source.items() if not k.startswith("layers.")}
+    for new, old in enumerate(chosen):
+        prefix = f"layers.{old}."
+        wanted.update({f"layers.{new}.{k[len(prefix):]}": v for k, v in source.items()
+                       if k.startswith(prefix)})
     shadow.load_state_dict(wanted, strict=True)
     return shadow
 
 
 def build_generation_model(base_dir: Path, *, shadow_loss_weight: float = SHADOW_LOSS_WEIGHT,
-                           num_layers: int = GENERATION_SHADOW_LAYERS):
-    """A trainable ``ShadowForCausalLM`` (explicit ``num_layers`` shadow) on the cached base."""
+                           layers=GENERATION_SHADOW_LAYERS):
+    """A trainable ``ShadowForCausalLM`` (explicit shadow of the base's ``layers``, see
+    :func:`explicit_shadow_from_base`) on the cached base."""
     from transformers import AutoModelForCausalLM
 
     from shadow_edge import ShadowConfig, ShadowForCausalLM, get_shadow_model, prepare_shadow_model
 
     base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
-    shadow = prepare_shadow_model(explicit_shadow_from_base(base, num_layers),
+    shadow = prepare_shadow_model(explicit_shadow_from_base(base, layers),
                                   remove_embed_tokens=True)
     peft = get_shadow_model(base, ShadowConfig(), shadow_model=shadow)
     return ShadowForCausalLM(peft, shadow_loss_weight=shadow_loss_weight)

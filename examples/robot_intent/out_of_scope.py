@@ -22,17 +22,18 @@ NO_ACTION = "none"
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "small_talk": (
-        "how are you", "how are you doing today", "what's your favorite {thing}",
-        "tell me a joke", "tell me a joke about {topic}", "do you like {food}",
-        "i'm feeling {feeling} today", "thank you so much", "thanks a lot",
-        "you are {quality}", "sing me a song", "what do you think about {topic}",
-        "can you keep a secret", "are you a real person", "let's talk about {topic}",
-        "i love you", "what's the meaning of life", "do you have any hobbies",
-        "what did you do today", "tell me a story about {topic}", "do you dream",
+        # chit-chat about the user or the world; questions about the assistant itself
+        # ("who made you", "are you listening") are HassRespond's, so none are here
+        "how are you", "how are you doing today", "tell me a joke",
+        "tell me a joke about {topic}", "i'm feeling {feeling} today", "thank you so much",
+        "thanks a lot", "sing me a song", "let's talk about {topic}",
+        "what's the meaning of life", "tell me a story about {topic}",
         "i had a {feeling} day", "guess what happened to {person} today",
-        "you're the best", "what makes you happy", "do you get bored",
-        "how old are you", "do you have a favorite {thing}", "say something funny",
         "i can't sleep", "i'm so {feeling} right now", "tell me something interesting",
+        "say something funny", "my favorite {thing} is {food}", "i just got back from {city}",
+        "{person} says hi", "cheer me up", "i'm bored", "motivate me",
+        "give me a compliment", "what should i do this weekend", "i need some advice",
+        "my {animal} is sick", "what a {feeling} day", "good job today",
     ),
     "question": (
         "what is the capital of {country}", "who wrote {book}", "how tall is {landmark}",

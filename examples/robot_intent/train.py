@@ -64,8 +64,9 @@ def _parse(argv):
     p.add_argument("--eval-modes", default="shadow_only,base_shadow",
                    help="inference modes scored at each evaluation (the kept model is the one "
                         "whose weakest mode scores best)")
-    p.add_argument("--shadow-layers", type=int, default=modeling.GENERATION_SHADOW_LAYERS,
-                   help="generation: base layers copied into the explicit shadow")
+    p.add_argument("--shadow-layers", default=str(modeling.GENERATION_SHADOW_LAYERS),
+                   help="generation: how many first base layers the explicit shadow copies, "
+                        "or their indices (e.g. 0,1,15,16,17,18)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
@@ -89,10 +90,12 @@ class Task:
     """What differs between the two tasks: the model, the examples and the validation score."""
 
     def __init__(self, name: str, tokenizer, labels: list[str], base_dir: Path, *,
-                 modes=("shadow_only", "base_shadow"), shadow_layers: int = 2):
+                 modes=("shadow_only", "base_shadow"), shadow_layers="2"):
         self.name, self.tok, self.labels, self.modes = name, tokenizer, labels, tuple(modes)
         if name == "generation":
-            self.model = modeling.build_generation_model(base_dir, num_layers=shadow_layers)
+            layers = ([int(i) for i in shadow_layers.split(",")] if "," in shadow_layers
+                      else int(shadow_layers))
+            self.model = modeling.build_generation_model(base_dir, layers=layers)
         else:
             self.model = modeling.build_classification_model(base_dir, labels)
         self.model.peft_model.base_model.name_or_path = BASE_ID

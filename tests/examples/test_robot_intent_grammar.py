@@ -1,115 +1,126 @@
-"""The robot-intent action grammar: built at run time from intents, slot keys and the home's
-entities, it accepts every real action and, on the committed generation export, makes every
-output parse into a known intent with allowed slots and values."""
+"""The robot-intent action grammar: built at run time from ``schema.json`` and a home's
+entities, it accepts every real action of that home and nothing else; on a generation export
+every constrained output parses into a known intent with the home's entities."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import lark
 import pytest
 
-from examples.robot_intent import slots
+from examples.robot_intent import data, slots
 from examples.robot_intent.app import SYSTEM_PROMPT, Action
-from examples.robot_intent.data import parse_action
-from examples.robot_intent.grammar import action_grammar
-
-DATA = Path(__file__).resolve().parents[2] / "examples" / "robot_intent" / "data"
-ENTITY_KEYS = ("area", "floor", "name")
+from examples.robot_intent.evaluate import DATA, homes
+from examples.robot_intent.grammar import Home, action_grammar, load_schema
 
 
-def _records(split: str) -> list[dict]:
-    with open(DATA / f"{split}.jsonl", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
+def _split(split: str) -> list[data.Example]:
+    return data.read_split(DATA, split)
 
 
-def _schema() -> dict[str, set[str]]:
-    """The app's intents and their slot keys (what its handlers accept)."""
-    intents: dict[str, set[str]] = {}
-    for split in ("train", "validation", "test"):
-        for record in _records(split):
-            intents.setdefault(record["intent"], set()).update(record["slots"])
-    return intents
+def _home_of(examples) -> Home:
+    values = {k: {str(e.slots[k]) for e in examples if k in e.slots}
+              for k in ("area", "floor", "name")}
+    return Home(*(tuple(sorted(values[k])) for k in ("area", "floor", "name")))
 
 
-def _entities() -> dict[str, list[str]]:
-    """The home's areas, floors and device names (train and held-out values)."""
-    names = [n for domain in slots.NAMES.values() for group in domain for n in group]
-    return {"area": list(slots.AREAS_TRAIN + slots.AREAS_HELDOUT),
-            "floor": list(slots.FLOORS_TRAIN + slots.FLOORS_HELDOUT), "name": names}
-
-
-def _check_action(text: str, intents: dict[str, set[str]], entities: dict[str, list[str]]):
-    intent, values = parse_action(text)  # raises ValueError when it does not parse
-    assert Action.parse(text).intent == intent
-    assert intent in intents, text
-    assert set(values) <= intents[intent], text
-    for key in set(values) & set(entities):
-        assert values[key] in entities[key], text
+def _parser(home: Home) -> lark.Lark:
+    # an independent parser (Python's lark) of the same grammar text
+    return lark.Lark(action_grammar(load_schema(), home), parser="lalr")
 
 
 @pytest.fixture(scope="module")
-def grammar_parser():
-    # an independent parser (Python lark) of the same grammar text; LALR parses the 9k
-    # actions in seconds where Earley takes minutes
-    return lark.Lark(action_grammar(_schema(), _entities()).lark, parser="lalr")
+def test_parser():
+    return _parser(_home_of(_split("test")))
 
 
-class TestActionGrammar:
-    def test_every_real_action_is_accepted(self, grammar_parser):
-        for split in ("train", "validation", "test"):
-            for record in _records(split):
-                grammar_parser.parse(record["action"])
+def test_every_test_action_is_accepted_in_a_home_with_its_entities(test_parser):
+    for e in _split("test"):
+        test_parser.parse(e.action)
 
-    @pytest.mark.parametrize("action", [
-        "HassFlyToTheMoon",                        # unknown intent
-        "HassTurnOn area=moon",                    # area not in the home
-        'HassTurnOn area="living room',            # unbalanced quote
-        "HassTurnOn name=\"desk lamp\" area=kitchen",  # keys out of order
-        "HassGetCurrentTime area=kitchen",         # a key the intent does not take
-        "HassTurnOn  area=kitchen",                # double space
-    ])
-    def test_malformed_or_unknown_actions_are_rejected(self, grammar_parser, action):
-        with pytest.raises(lark.exceptions.LarkError):
-            grammar_parser.parse(action)
 
-    @pytest.mark.parametrize("intents, entities, fragment", [
-        ({}, None, "at least one intent"),
-        ({"Hass Turn": []}, None, "not a valid intent"),
-        ({"HassTurnOn": ["area"]}, {"area": []}, "is empty"),
-        ({"HassTurnOn": ["area"]}, {"area": ['the "den"']}, "must be strings"),
-    ])
-    def test_bad_inputs(self, intents, entities, fragment):
-        with pytest.raises(ValueError, match=fragment):
-            action_grammar(intents, entities)
+def test_training_actions_are_accepted_too():
+    examples = _split("train")[::8]
+    parser = _parser(_home_of(examples))
+    for e in examples:
+        parser.parse(e.action)
+
+
+@pytest.mark.parametrize("action", [
+    "HassFlyToTheMoon",                                  # unknown intent
+    'HassTurnOn area="moon base"',                       # an area the home does not have
+    'HassTurnOn area="nursery',                          # unbalanced quote
+    'HassTurnOn name="nursery lamp" area="nursery"',     # keys out of order
+    'HassGetCurrentTime area="nursery"',                 # a key the intent does not take
+    'HassTurnOn  area="nursery"',                        # double space
+    'HassLightSet brightness="40" name="nursery lamp"',  # a number in quotes
+    "HassLightSet brightness=40 name=nursery",           # a name without quotes
+    'HassTurnOn domain="toaster"',                       # not a Home Assistant domain value
+    "none area=\"nursery\"",                             # no action takes no slots
+])
+def test_malformed_or_foreign_actions_are_rejected(action):
+    parser = _parser(Home(("nursery", "study"), ("top floor",), ("nursery lamp",)))
+    with pytest.raises(lark.exceptions.LarkError):
+        parser.parse(action)
+
+
+def test_a_home_without_floors_drops_the_slot_sets_that_need_one():
+    parser = _parser(Home(("nursery",), (), ("nursery lamp",)))
+    parser.parse('HassTurnOn area="nursery" domain="light"')
+    with pytest.raises(lark.exceptions.LarkError):
+        parser.parse('HassTurnOn domain="light" floor="top floor"')
+
+
+def test_an_empty_home_is_refused():
+    with pytest.raises(ValueError, match="no areas, floors or names"):
+        action_grammar(load_schema(), Home())
+
+
+def test_evaluation_homes_hold_their_commands_entities_and_unseen_distractors():
+    examples = _split("test")[:40]
+    built = homes(examples, "test", batch_size=16)
+    assert len(built) == 3
+    for start, home in zip(range(0, 40, 16), built, strict=True):
+        for e in examples[start:start + 16]:
+            for key in ("area", "floor", "name"):
+                if key in e.slots:
+                    assert str(e.slots[key]) in home.values(key)
+        assert len(home.areas) >= 16 and len(home.names) >= 24
+        assert not set(home.areas) & set(slots.area_pool("train"))
+
+
+def test_home_json_names_mostly_unseen_rooms_and_devices():
+    home = Home.load()
+    train = slots._all_values("train")
+    unseen = [v for v in home.areas + home.floors + home.names if v not in train]
+    assert len(unseen) >= 0.8 * (len(home.areas) + len(home.floors) + len(home.names))
+    assert {"nursery", "study"} <= set(home.areas)
+    assert json.loads(json.dumps(home.areas)) == list(home.areas)
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("robot_intent")
-def test_actions_on_the_generation_export_always_parse(tmp_path_factory):
-    """The committed generation shadow, exported to ONNX and run with the action grammar on
-    real held-out commands (unseen rooms and devices): every action parses, names a known
-    intent with its own keys, and uses only the home's entity values."""
+def test_constrained_actions_on_the_generation_export_always_parse(robot_exports):
+    """The committed generation shadow through ONNX with the home grammar on real held-out
+    commands (unseen rooms and devices): every action is complete, parses, names a known
+    intent with one of its slot sets, and uses only the home's entity values."""
     import runtime
-    from examples.robot_intent.demo import CHECKPOINTS
-    from exporters import export
-    from shadow_edge.assets import smollm2_hf_dir
 
-    out = tmp_path_factory.mktemp("robot-grammar") / "generation"
-    export(CHECKPOINTS["generation"], out, base=str(smollm2_hf_dir()), task="text-generation",
-           verify=False)
-    model = runtime.load(out, threads=1)
-    intents, entities = _schema(), _entities()
-    grammar = action_grammar(intents, entities)
-    commands = [r["text"] for r in _records("test")[:80]]
-    prompts = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": c}]
-               for c in commands]
-    free = model.generate(prompts, max_new_tokens=32)
-    constrained = model.generate(prompts, max_new_tokens=32, grammar=grammar)
-    for command, result in zip(commands, constrained):
-        assert result.finish_reason == "grammar", (command, result)
-        _check_action(result.text, intents, entities)
-    # the grammar only steps in where the model strays: most free outputs are unchanged
-    same = sum(f.text == c.text for f, c in zip(free, constrained))
-    assert same >= len(commands) // 2
+    schema = load_schema()
+    model = runtime.load(robot_exports["generation-int8"], threads=1)
+    examples = _split("test")[::16][:64]
+    for batch, home in zip([examples[i:i + 16] for i in range(0, 64, 16)],
+                           homes(examples, "test", batch_size=16), strict=True):
+        prompts = [[{"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": e.text}] for e in batch]
+        from examples.robot_intent.grammar import home_grammar
+
+        results = model.generate(prompts, max_new_tokens=32, grammar=home_grammar(home, schema))
+        for e, result in zip(batch, results, strict=True):
+            assert result.finish_reason == "grammar", (e.text, result)
+            action = Action.parse(result.text)
+            assert sorted(action.slots) in schema["intents"][action.intent]["slot_sets"]
+            for key in ("area", "floor", "name"):
+                if key in action.slots:
+                    assert action.slots[key] in home.values(key), (e.text, result.text)
