@@ -132,8 +132,11 @@ def test_schema_lists_each_intents_slot_sets_and_kinds(splits):
 @pytest.mark.parametrize(
     "intent, slot_values, expected",
     [
-        ("HassLightSet", {"brightness": 40, "area": "kitchen"}, "HassLightSet area=kitchen brightness=40"),
+        ("HassLightSet", {"brightness": 40, "area": "kitchen"},
+         'HassLightSet area="kitchen" brightness=40'),
         ("HassTurnOn", {"name": "desk lamp"}, 'HassTurnOn name="desk lamp"'),
+        ("HassSetVolumeRelative", {"volume_step": "-5"}, "HassSetVolumeRelative volume_step=-5"),
+        ("HassSetVolumeRelative", {"volume_step": "up"}, 'HassSetVolumeRelative volume_step="up"'),
         ("HassNevermind", {}, "HassNevermind"),
         ("HassClimateSetTemperature", {"temperature": 21.0}, "HassClimateSetTemperature temperature=21"),
     ],
