@@ -174,7 +174,7 @@ def main(argv=None) -> int:
                    "device names (default: examples/robot_intent/home.json)")
     p.add_argument("--grammar", action="store_true",
                    help="constrain generation to actions over the home's entities")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     commands = args.commands or [line.strip() for line in sys.stdin if line.strip()]
     from .grammar import Home
 

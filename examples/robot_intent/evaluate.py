@@ -234,3 +234,7 @@ def main(argv=None) -> None:
         pred = last.outputs if args.task == "classification" else [
             (o.split() or [""])[0] for o in last.outputs]
         confusion_png(gold, pred, labels, args.figures, title=f"{args.task}: {last.name}")
+
+
+if __name__ == "__main__":
+    main()
