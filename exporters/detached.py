@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from shadow_edge.pooling import pool_last_token, positions_from_mask
 from shadow_edge.encoder_heads import EncoderClassifierHead
 from shadow_edge.encoders import encoder_inputs, is_encoder_config, takes_token_type_ids
 from shadow_edge.errors import ExportError
+from shadow_edge.pooling import pool_last_token, positions_from_mask
 
 from .spec import (
     TEXT_CLASSIFICATION,

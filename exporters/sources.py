@@ -24,6 +24,7 @@ from torch import nn
 
 import shadow_edge
 from shadow_edge.backbone import input_embeddings_of
+from shadow_edge.encoder_heads import EncoderClassifierHead
 from shadow_edge.encoders import drop_pooler
 from shadow_edge.errors import CheckpointError, ConfigError, ExportError
 from shadow_edge.hf_loading import LOAD_ERRORS, load_pretrained_strict
@@ -31,6 +32,7 @@ from shadow_edge.task_inference import FROM_BASE, checkpoint_task_type, task_fro
 
 from . import peft_format
 from .detached import DetachedShadow
+from .encoders import check_encoder_folder, encoder_head, is_encoder
 from .loaded import (
     CLASSIFIER_ATTRS,
     Loaded,
@@ -40,7 +42,6 @@ from .loaded import (
     tokens_of,
     weight_keys,
 )
-from .encoders import check_encoder_folder, encoder_head, is_encoder
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, normalize_task
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,11 @@ def from_hf_model(model: nn.Module, *, task: str | None = None, checkpoint: str 
                     "only last-token-pooled linear classifiers can be exported"
                 )
     task = _check_task(task, actual, what)
-    id2label = id2label_of(model.config, head.out_features) if task == TEXT_CLASSIFICATION else None
+    id2label = None
+    if task == TEXT_CLASSIFICATION:
+        num_labels = (head.num_labels if isinstance(head, EncoderClassifierHead)
+                      else head.out_features)
+        id2label = id2label_of(model.config, num_labels)
     detached = DetachedShadow(
         copy_fp32(backbone), copy_fp32(head), task=task,
         projection=copy_fp32(projection) if projection is not None else None, id2label=id2label,

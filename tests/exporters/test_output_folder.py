@@ -207,5 +207,6 @@ def test_a_quantized_copy_keeps_the_named_templates(rich_source, reuse_onnx, tmp
     reuse_onnx.source = onnx_file
     out = export(source, tmp_path / "out").output_dir
     int4 = quantize_export(out, tmp_path / "int4", "int4").output_dir
-    assert _entries(int4) == _entries(out)
+    # without a checkpoint the copy is not re-verified, so it has no stored torch reference
+    assert _entries(int4) == _entries(out) - {"parity_reference.npz"}
     assert (int4 / "additional_chat_templates" / "tool_use.jinja").read_text() == "{{ tools }}"

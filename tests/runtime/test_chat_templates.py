@@ -1,17 +1,22 @@
 """Which chat template a folder gives, in every place transformers 5 keeps one, and which
 named template a call renders: the same ids as ``AutoTokenizer.apply_chat_template`` from
-the same folder (or an error where transformers raises one)."""
+the same folder (or an error where transformers raises one).
+
+transformers' answers are recorded in :data:`TRANSFORMERS_CHOICES`, so the comparison also
+runs where transformers is not installed (``make test-arm``); where it is, each test asks
+transformers live and checks the recording too."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
 
-from exporters.testing import tiny_tokenizer_files
 from runtime.chat import render_chat, select_chat_template
 from runtime.errors import InvalidSettingError, ModelFolderError
 from runtime.tokenizer import Tokenizer
+from tests.runtime.fixtures import tiny_tokenizer_files
 
 
 def _template(tag: str) -> str:
@@ -69,6 +74,41 @@ LAYOUTS = {
 }
 
 
+# transformers 5's answers for each layout: (AutoTokenizer's ``chat_template``, the template
+# ``apply_chat_template`` renders for each of CALLS, or ValueError where it raises). A
+# ``chat_template=`` name that is not among the named templates is itself the template
+# source, so transformers renders the text "tool_use" / "other".
+TRANSFORMERS_CHOICES = {
+    "config string": (DEFAULT, [DEFAULT, DEFAULT, DEFAULT, "tool_use", "other", INLINE]),
+    "config named list": ({"default": DEFAULT, "tool_use": TOOL_USE, "other": OTHER},
+                          [DEFAULT, TOOL_USE, TOOL_USE, TOOL_USE, OTHER, INLINE]),
+    "config list without default": ({"tool_use": TOOL_USE, "other": OTHER},
+                                    [ValueError, TOOL_USE, TOOL_USE, TOOL_USE, OTHER, INLINE]),
+    "no template": (None, [ValueError, ValueError, ValueError, "tool_use", "other", INLINE]),
+    "jinja file": (DEFAULT, [DEFAULT, DEFAULT, DEFAULT, "tool_use", "other", INLINE]),
+    "jinja + additional": ({"default": DEFAULT, "tool_use": TOOL_USE},
+                           [DEFAULT, TOOL_USE, TOOL_USE, TOOL_USE, "other", INLINE]),
+    "additional only": ({"tool_use": TOOL_USE, "other": OTHER},
+                        [ValueError, TOOL_USE, TOOL_USE, TOOL_USE, OTHER, INLINE]),
+    "files beat the config list": (OTHER, [OTHER, OTHER, OTHER, "tool_use", "other", INLINE]),
+    "files beat the config string": ({"tool_use": TOOL_USE},
+                                     [ValueError, TOOL_USE, TOOL_USE, TOOL_USE, "other", INLINE]),
+    "chat_template.json is a processor file": (
+        None, [ValueError, ValueError, ValueError, "tool_use", "other", INLINE]),
+    "config beats chat_template.json": (
+        TOOL_USE, [TOOL_USE, TOOL_USE, TOOL_USE, "tool_use", "other", INLINE]),
+}
+
+
+def _recorded(tok, template, call):
+    """The ids transformers gives when it renders ``template`` (ValueError: it raises)."""
+    if template is ValueError:
+        return ValueError
+    text = render_chat(template, MESSAGES, special_tokens=tok.special_tokens,
+                       tools=call.get("tools"))
+    return tok.encode(text, add_special_tokens=False)
+
+
 def _theirs(hf, call):
     try:
         out = hf.apply_chat_template(MESSAGES, add_generation_prompt=True, return_dict=False,
@@ -90,12 +130,19 @@ def _ours(tok, call):
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_template_choice_equals_transformers(tmp_path, layout):
-    from transformers import AutoTokenizer
-
     folder = tiny_tokenizer_files(tmp_path / "tok")
     for write in LAYOUTS[layout]:
         write(folder)
-    tok, hf = Tokenizer.from_folder(folder), AutoTokenizer.from_pretrained(str(folder))
+    tok = Tokenizer.from_folder(folder)
+    chat_template, choices = TRANSFORMERS_CHOICES[layout]
+    assert tok.chat_template == chat_template
+    for call, choice in zip(CALLS, choices, strict=True):
+        assert _ours(tok, call) == _recorded(tok, choice, call), call
+    if importlib.util.find_spec("transformers") is None:
+        return  # the recording stands in for transformers (the torch-free install)
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(folder))
     assert tok.chat_template == hf.chat_template
     for call in CALLS:
         assert _ours(tok, call) == _theirs(hf, call), call

@@ -25,14 +25,12 @@ def _with_sections(tokenizer):
 
 def test_saved_sections_do_not_change_prompt_chat_or_classify_ids(exports, generator,
                                                                   classifier, tmp_path):
-    from transformers import AutoTokenizer
-
     folder = edit_tokenizer(copy_export(exports["fp32"], tmp_path / "gen"), _with_sections)
     model = runtime.load(folder, threads=1)
-    hf = AutoTokenizer.from_pretrained(str(folder))
-    assert model.encode_prompt(TEXT) == hf(TEXT)["input_ids"] == generator.encode_prompt(TEXT)
-    chat = hf.apply_chat_template(CHAT, add_generation_prompt=True, return_dict=False)
-    assert model.encode_prompt(CHAT) == list(chat) and len(chat) > 16
+    assert model.encode_prompt(TEXT) == generator.encode_prompt(TEXT)
+    assert len(model.encode_prompt(TEXT)) > 6  # not cut at the saved truncation
+    chat = model.encode_prompt(CHAT)
+    assert chat == generator.encode_prompt(CHAT) and len(chat) > 16
     assert model.generate(TEXT, max_new_tokens=4).token_ids == generator.generate(
         TEXT, max_new_tokens=4).token_ids
     cls_folder = edit_tokenizer(copy_export(exports["cls"], tmp_path / "cls"), _with_sections)
@@ -42,24 +40,55 @@ def test_saved_sections_do_not_change_prompt_chat_or_classify_ids(exports, gener
         np.testing.assert_allclose(ours.logits, want.logits, atol=1e-5)
 
 
-def test_named_templates_in_an_export_render_as_transformers(exports, tmp_path):
-    from transformers import AutoTokenizer
+def test_saved_sections_give_transformers_ids(exports, tmp_path):
+    transformers = pytest.importorskip("transformers", reason="compares with transformers")
+    folder = edit_tokenizer(copy_export(exports["fp32"], tmp_path / "gen"), _with_sections)
+    model = runtime.load(folder, threads=1)
+    hf = transformers.AutoTokenizer.from_pretrained(str(folder))
+    assert model.encode_prompt(TEXT) == hf(TEXT)["input_ids"]
+    chat = hf.apply_chat_template(CHAT, add_generation_prompt=True, return_dict=False)
+    assert model.encode_prompt(CHAT) == list(chat) and len(chat) > 16
 
-    folder = copy_export(exports["fp32"], tmp_path / "gen")
+
+TOOLS = [{"type": "function", "function": {"name": "lights"}}]
+TEMPLATE_CALLS = ({}, {"tools": TOOLS}, {"chat_template": "default", "tools": TOOLS})
+
+
+def _named_templates_export(exports, folder):
+    """The fp32 export with its template as "default" and a "tool_use" one prefixed TOOLS."""
+    folder = copy_export(exports["fp32"], folder)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     default = config["chat_template"]
     tool_use = "TOOLS {{ tools | tojson }}" + default
     config["chat_template"] = [{"name": "default", "template": default},
                                {"name": "tool_use", "template": tool_use}]
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    model = runtime.load(refresh_manifest(folder), threads=1)
-    hf = AutoTokenizer.from_pretrained(str(folder))
-    tools = [{"type": "function", "function": {"name": "lights"}}]
-    for kwargs in ({}, {"tools": tools}, {"chat_template": "default", "tools": tools}):
+    return refresh_manifest(folder)
+
+
+def test_named_templates_in_an_export_choose_by_tools(exports, generator, tmp_path):
+    model = runtime.load(_named_templates_export(exports, tmp_path / "gen"), threads=1)
+    plain = generator.apply_chat_template(CHAT)  # the export's one template == "default"
+    tool_text = model.apply_chat_template(CHAT, tools=TOOLS, tokenize=False)
+    # transformers' tojson: json.dumps with its default separators
+    assert tool_text == "TOOLS " + json.dumps(TOOLS) + generator.apply_chat_template(
+        CHAT, tokenize=False)
+    assert model.apply_chat_template(CHAT, tools=TOOLS) == model.tokenizer.encode(
+        tool_text, add_special_tokens=False)
+    for kwargs in (TEMPLATE_CALLS[0], TEMPLATE_CALLS[2]):  # no tools, or "default" by name
+        assert model.apply_chat_template(CHAT, **kwargs) == plain
+
+
+def test_named_templates_in_an_export_render_as_transformers(exports, tmp_path):
+    transformers = pytest.importorskip("transformers", reason="compares with transformers")
+    folder = _named_templates_export(exports, tmp_path / "gen")
+    model = runtime.load(folder, threads=1)
+    hf = transformers.AutoTokenizer.from_pretrained(str(folder))
+    for kwargs in TEMPLATE_CALLS:
         expected = hf.apply_chat_template(CHAT, add_generation_prompt=True, return_dict=False,
                                           **kwargs)
         assert model.apply_chat_template(CHAT, **kwargs) == list(expected)
-    assert model.apply_chat_template(CHAT, tools=tools, tokenize=False).startswith("TOOLS [")
+    assert model.apply_chat_template(CHAT, tools=TOOLS, tokenize=False).startswith("TOOLS [")
 
 
 # ---- token ids the model has no embedding for ------------------------------------------------
@@ -83,8 +112,9 @@ def test_special_ids_beyond_the_embeddings_are_refused_at_load(exports, tmp_path
 
 
 def test_the_cli_reports_the_token_in_one_line(exports, tmp_path):
-    from shadow_edge.cli import app
-    from tests.cli.conftest import assert_one_line_error
+    app = pytest.importorskip("shadow_edge.cli", reason="the CLI is not installed").app
+    assert_one_line_error = pytest.importorskip(
+        "tests.cli.conftest", reason="the CLI tests are not here").assert_one_line_error
 
     folder = edit_tokenizer(copy_export(exports["fp32"], tmp_path / "gen"), _add_extra_token)
     result = CliRunner().invoke(app, ["generate", str(folder), "hi <extra_0>"])

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runtime.chat import render_chat
 from runtime.errors import ModelFolderError
 from runtime.tokenizer import Tokenizer
+from tests.runtime.fixtures import tiny_tokenizer_files
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +95,6 @@ CHAT = [{"role": "system", "content": "You control a smart home."},
 
 def _tokenizer_folder(source: str, smollm2_tokenizer_dir, folder):
     """A tokenizer folder: SmolLM2's (BPE, chat_template.jinja) or the tiny byte-level one."""
-    from exporters.testing import tiny_tokenizer_files
-
     if source == "tiny":
         return tiny_tokenizer_files(folder)
     return shutil.copytree(smollm2_tokenizer_dir, folder,
@@ -117,18 +117,45 @@ def _save_sections(folder, sections):
     assert ("padding" in sections) == (saved["padding"] is not None)
 
 
-@pytest.mark.parametrize("sections", [{"truncation": 6, "padding": 16}, {"truncation": 6},
-                                      {"padding": "longest"}, {"padding": 64}])
+def _chat_ids(tok: Tokenizer) -> list[int]:
+    text = render_chat(tok.get_chat_template(), CHAT, special_tokens=tok.special_tokens)
+    return tok.encode(text, add_special_tokens=False)
+
+
+SECTIONS = [{"truncation": 6, "padding": 16}, {"truncation": 6}, {"padding": "longest"},
+            {"padding": 64}]
+
+
+@pytest.mark.parametrize("sections", SECTIONS)
+@pytest.mark.parametrize("source", ["smollm2", "tiny"])
+def test_saved_truncation_and_padding_change_no_ids(tmp_path, smollm2_tokenizer_dir, source,
+                                                    sections):
+    """The ids of the same folder without the sections: those of the `tokenizers` backend
+    called with truncation and padding off (what transformers does per call)."""
+    from tokenizers import Tokenizer as Backend
+
+    plain = _tokenizer_folder(source, smollm2_tokenizer_dir, tmp_path / "plain")
+    backend = Backend.from_file(str(plain / "tokenizer.json"))
+    folder = _tokenizer_folder(source, smollm2_tokenizer_dir, tmp_path / source)
+    _save_sections(folder, sections)
+    ours = Tokenizer.from_folder(folder)
+    for text in TEXTS:
+        assert ours.encode(text) == backend.encode(text).ids
+    assert len(ours.encode(PROMPT_25)) > 16  # the case: cut to 6 ids, or padded to 16
+    assert ours.encode_batch(TEXTS) == [e.ids for e in backend.encode_batch(TEXTS)]
+    chat = _chat_ids(ours)
+    assert chat == _chat_ids(Tokenizer.from_folder(plain)) and len(chat) > 16
+
+
+@pytest.mark.parametrize("sections", SECTIONS)
 @pytest.mark.parametrize("source", ["smollm2", "tiny"])
 def test_saved_truncation_and_padding_are_ignored_as_transformers_does(
         tmp_path, smollm2_tokenizer_dir, source, sections):
-    from transformers import AutoTokenizer
-
-    from runtime.chat import render_chat
-
+    transformers = pytest.importorskip("transformers", reason="compares with transformers")
     folder = _tokenizer_folder(source, smollm2_tokenizer_dir, tmp_path / source)
     _save_sections(folder, sections)
-    ours, hf = Tokenizer.from_folder(folder), AutoTokenizer.from_pretrained(str(folder))
+    ours = Tokenizer.from_folder(folder)
+    hf = transformers.AutoTokenizer.from_pretrained(str(folder))
     for text in TEXTS:
         assert ours.encode(text) == hf(text)["input_ids"]
     assert len(ours.encode(PROMPT_25)) > 16  # the case: cut to 6 ids, or padded to 16
