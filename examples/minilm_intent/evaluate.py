@@ -22,7 +22,6 @@ import logging
 import statistics
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -30,6 +29,7 @@ from transformers import DataCollatorWithPadding
 from transformers.utils import logging as hf_logging
 
 import runtime
+from examples.robot_intent.metrics import classification_scores
 from exporters import export
 from shadow_edge.assets import minilm_dir, smollm2_hf_dir
 
@@ -57,20 +57,11 @@ def _parse(argv):
 
 
 def scores(gold: list[str], pred: list[str]) -> dict:
-    """Accuracy and macro-F1 over the gold intents (scikit-learn's macro average)."""
-    tp, fp, fn = Counter(), Counter(), Counter()
-    for g, p in zip(gold, pred, strict=True):
-        if g == p:
-            tp[g] += 1
-        else:
-            fn[g] += 1
-            fp[p] += 1
-    f1 = []
-    for label in set(gold):
-        denominator = 2 * tp[label] + fp[label] + fn[label]
-        f1.append(2 * tp[label] / denominator if denominator else 0.0)
-    return {"n": len(gold), "accuracy": sum(tp.values()) / len(gold),
-            "macro_f1": sum(f1) / len(f1)}
+    """``n``, accuracy and macro-F1 over the gold intents (the robot-intent example's
+    :func:`~examples.robot_intent.metrics.classification_scores`; scikit-learn's macro
+    average)."""
+    full = classification_scores(gold, pred)
+    return {key: full[key] for key in ("n", "accuracy", "macro_f1")}
 
 
 @torch.no_grad()
