@@ -10,7 +10,8 @@ Submodules, named for their concept: ``spec`` (what: I/O per task/architecture),
 ``detaching`` (build + fold: :func:`detach`), ``onnx`` (how: torch.onnx dynamo export),
 ``quantization`` (:func:`quantize`, :func:`convert_to_ort`), ``parity`` (the parity report
 and gate: :func:`~exporters.parity.check_parity`), ``package`` (atomic folder + manifest),
-``api`` (the pipeline: :func:`export`, :func:`verify`), ``testing`` (tiny exports).
+``api`` (the pipeline: :func:`export`, :func:`verify`), ``errors`` (``ExportError``,
+``ParityError``), ``testing`` (tiny exports).
 Importing this package imports torch.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from .api import STAGES, ExportResult, export, export_onnx, load, quantize_export, verify
 from .detached import DetachedShadow
 from .detaching import Detached, detach, fold
+from .errors import ExportError, ParityError
 from .parity import QUANTIZED_THRESHOLDS, ParityCheck, ParityReport, check_parity
 from .quantization import convert_to_ort, quantize
 
@@ -27,8 +29,10 @@ __all__ = [
     "STAGES",
     "Detached",
     "DetachedShadow",
+    "ExportError",
     "ExportResult",
     "ParityCheck",
+    "ParityError",
     "ParityReport",
     "check_parity",
     "convert_to_ort",

@@ -18,11 +18,12 @@ from runtime.grammar import count_token_ids
 from runtime.parity import REFERENCE_FILE, ParityReference, verify_folder
 from runtime.session import check_onnxruntime_version
 from runtime.tokenizer import Tokenizer
-from shadow_edge.errors import ConfigError, ParityError
+from shadow_edge.errors import ConfigError
 
 from . import onnx as onnx_export
 from . import package, sources
 from .detaching import Detached, detach, notify
+from .errors import ParityError
 from .parity import PRECISIONS, ParityReport, build_reference, gate, stored_probe_ids
 from .probes import read_calibration_text
 from .quantization import (

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from shadow_edge.errors import ExportError
+from .errors import ExportError
 
 #: Name under which :func:`grouped_sdpa_attention` is registered in transformers.
 ATTENTION_NAME = "shadow_edge_grouped_sdpa"

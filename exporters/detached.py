@@ -24,9 +24,9 @@ from torch import nn
 
 from shadow_edge.encoder_heads import EncoderClassifierHead
 from shadow_edge.encoders import encoder_inputs, is_encoder_config, takes_token_type_ids
-from shadow_edge.errors import ExportError
 from shadow_edge.pooling import pool_last_token, positions_from_mask
 
+from .errors import ExportError
 from .spec import (
     TEXT_CLASSIFICATION,
     TEXT_GENERATION,
@@ -176,6 +176,3 @@ class DetachedShadow(nn.Module):
             count += parameter.numel()
             size += parameter.numel() * parameter.element_size()
         return count, size
-
-
-TASKS = (TEXT_GENERATION, TEXT_CLASSIFICATION)

@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from shadow_edge.encoder_heads import EncoderClassifierHead
-from shadow_edge.errors import ExportError
 
 from . import sources
 from .detached import DetachedShadow
+from .errors import ExportError
 from .loaded import Loaded
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION
 

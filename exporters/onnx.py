@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shadow_edge.errors import ConfigError, ExportError
+from shadow_edge.errors import ConfigError
 
 from .attention import FUSED_ATTENTION_MIN_OPSET, fused_attention
 from .detached import DetachedShadow
+from .errors import ExportError
 from .spec import (
     DEFAULT_OPSET,
     TEXT_GENERATION,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from runtime.generation import positions_from_mask as positions
 from runtime.onnx_probe import OnnxCausalLM, OnnxClassifier
-from shadow_edge.errors import ExportError
+
+from .errors import ExportError
 
 __all__ = ["OnnxCausalLM", "OnnxClassifier", "ort_errors", "positions", "session"]
 

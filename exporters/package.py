@@ -37,7 +37,8 @@ from pathlib import Path
 
 from runtime.errors import ShadowRuntimeError
 from runtime.tokenizer import SPECIAL_TOKEN_NAMES, Tokenizer
-from shadow_edge.errors import ExportError
+
+from .errors import ExportError
 
 try:
     import fcntl

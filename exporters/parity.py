@@ -33,9 +33,10 @@ from runtime.parity import (
     ProbeSet,
     check_model,
 )
-from shadow_edge.errors import ConfigError, ExportError, ParityError
+from shadow_edge.errors import ConfigError
 
 from .detaching import Reference
+from .errors import ExportError, ParityError
 from .probes import build_probes, probe_shapes, segment_ids, sliding_window_prefill
 from .spec import TEXT_GENERATION, normalize_task
 

@@ -48,12 +48,13 @@ from transformers import AutoConfig, AutoModel, GenerationConfig
 
 from shadow_edge.backbone import get_backbone, input_embeddings_of, shrink_config
 from shadow_edge.checkpoint import read_safetensors
-from shadow_edge.errors import CheckpointError, ConfigError, ExportError
+from shadow_edge.errors import CheckpointError, ConfigError
 from shadow_edge.hf_loading import is_head_key, list_keys, load_pretrained_strict, load_state_strict
 from shadow_edge.task_inference import task_from_architectures
 from shadow_edge.task_types import PEFT_TASK_TYPES
 
 from .detached import DetachedShadow
+from .errors import ExportError
 from .loaded import (
     CLASSIFIER_ATTRS,
     Loaded,

@@ -28,7 +28,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from shadow_edge.errors import ConfigError, ExportError
+from shadow_edge.errors import ConfigError
+
+from .errors import ExportError
 
 logger = logging.getLogger(__name__)
 

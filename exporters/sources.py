@@ -26,13 +26,14 @@ import shadow_edge
 from shadow_edge.backbone import input_embeddings_of
 from shadow_edge.encoder_heads import EncoderClassifierHead
 from shadow_edge.encoders import drop_pooler
-from shadow_edge.errors import CheckpointError, ConfigError, ExportError
+from shadow_edge.errors import CheckpointError, ConfigError
 from shadow_edge.hf_loading import LOAD_ERRORS, load_pretrained_strict
 from shadow_edge.task_inference import FROM_BASE, checkpoint_task_type, task_from_architectures
 
 from . import peft_format
 from .detached import DetachedShadow
 from .encoders import check_encoder_folder, encoder_head, is_encoder
+from .errors import ExportError
 from .loaded import (
     CLASSIFIER_ATTRS,
     Loaded,

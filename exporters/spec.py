@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from shadow_edge import task_types
 from shadow_edge.encoders import is_encoder_config
 from shadow_edge.errors import ConfigError
 
@@ -34,20 +35,9 @@ logger = logging.getLogger(__name__)
 #: onnxruntime builds.
 DEFAULT_OPSET = 23
 
-TEXT_GENERATION = "text-generation"
-TEXT_CLASSIFICATION = "text-classification"
-
-# Aliases accepted for ``task=`` (PEFT task_type names and short forms) -> canonical task.
-TASK_ALIASES = {
-    "text-generation": TEXT_GENERATION,
-    "causal-lm": TEXT_GENERATION,
-    "causal_lm": TEXT_GENERATION,
-    "CAUSAL_LM": TEXT_GENERATION,
-    "text-classification": TEXT_CLASSIFICATION,
-    "sequence-classification": TEXT_CLASSIFICATION,
-    "seq-cls": TEXT_CLASSIFICATION,
-    "SEQ_CLS": TEXT_CLASSIFICATION,
-}
+#: The export task names and their aliases are the core's vocabulary (``shadow_edge.task_types``).
+TEXT_GENERATION = task_types.GENERATION
+TEXT_CLASSIFICATION = task_types.CLASSIFICATION
 
 
 @dataclass(frozen=True)
@@ -320,15 +310,15 @@ def supported_tasks() -> list[str]:
 def normalize_task(task: str) -> str:
     """Map a task name or alias (``"CAUSAL_LM"``, ``"SEQ_CLS"``, ...) to a registered task.
 
+    The names and aliases are :data:`shadow_edge.task_types.TASK_ALIASES`.
+
     Raises:
-        ConfigError: unknown task; the message lists the accepted names.
+        ConfigError: unknown task, or one with no registered :class:`TaskSpec`; the message
+            lists the accepted names.
     """
-    canonical = TASK_ALIASES.get(task, task)
+    canonical = task_types.normalize_task(task)
     if canonical not in _TASKS:
-        raise ConfigError(
-            f"unknown task {task!r}; use one of {supported_tasks()} "
-            f"(aliases: {sorted(set(TASK_ALIASES) - set(_TASKS))})"
-        )
+        raise ConfigError(f"task {task!r} has no ONNX export spec; use one of {supported_tasks()}")
     return canonical
 
 

@@ -1,6 +1,8 @@
 """shadow-edge: ShadowPEFT training, detaching and edge deployment.
 
 The public names load lazily (PEP 562), so ``import shadow_edge.cli`` does not import torch.
+``ExportError`` and ``ParityError`` are the exporters' errors (``exporters/errors.py``),
+re-exported here where users have imported them; resolving either imports the exporters.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# public name -> submodule that defines it
+# public name -> submodule that defines it (or, for the re-exported exporter errors, the module)
 _LAZY = {
     "ShadowConfig": "config",
     "ShadowPeftModel": "model",
@@ -21,14 +23,13 @@ _LAZY = {
     "AutoModelForCausalLMWithHiddenProjection": "projection",
     "AutoModelForCausalLMWithHiddenProjectionConfig": "projection",
     "register_auto_classes": "projection",
-    "load_shadow_checkpoint": "checkpoint",
+    "load_shadow_checkpoint": "loading",
     "ShadowCache": "cache",
     "ShadowEdgeError": "errors",
     "ConfigError": "errors",
     "CheckpointError": "errors",
-    "ExportError": "errors",
-    "ParityError": "errors",
-    "ManifestError": "errors",
+    "ExportError": "exporters.errors",
+    "ParityError": "exporters.errors",
 }
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "ExportError",
-    "ManifestError",
     "ParityError",
     "ShadowCache",
     "ShadowConfig",
@@ -56,7 +56,9 @@ def __getattr__(name: str):
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'shadow_edge' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module_name}"), name)
+    if "." not in module_name:
+        module_name = f"{__name__}.{module_name}"
+    value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value
 
@@ -66,18 +68,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from exporters.errors import ExportError, ParityError
+
     from .backbone import prepare_shadow_model
     from .cache import ShadowCache
-    from .checkpoint import load_shadow_checkpoint
     from .config import ShadowConfig
-    from .errors import (
-        CheckpointError,
-        ConfigError,
-        ExportError,
-        ManifestError,
-        ParityError,
-        ShadowEdgeError,
-    )
+    from .errors import CheckpointError, ConfigError, ShadowEdgeError
+    from .loading import load_shadow_checkpoint
     from .model import ShadowPeftModel, get_shadow_model
     from .projection import (
         AutoModelForCausalLMWithHiddenProjection,

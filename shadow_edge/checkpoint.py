@@ -1,43 +1,33 @@
-"""Checkpoint I/O: strict safetensors loading, Hub resolution (``repo@revision``) and push.
+"""Checkpoint file I/O: safetensors read/write, strict key checks, folder and Hub resolution.
 
 A checkpoint folder (FORMAT.md) holds ``shadow_config.json``, ``shadow_adapter.safetensors``
 and, when task heads are saved, ``shadow_modules.safetensors``. Every load is strict: a
 missing or unexpected key, or a shape that does not fit, raises ``CheckpointError`` naming
 the keys and the fix.
+
+This module knows files, not models: it sits below ``model.py`` and ``tasks.py``, which
+use it for their ``load_state_dict`` / ``save_pretrained`` / ``push_to_hub``. How a model is
+rebuilt from these files is ``persistence.py`` (adapter and heads onto a given base) and
+``loading.py`` (a checkpoint plus its base, by task).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
-from .backbone import embedding_attribute_name, get_backbone, prepare_shadow_model
 from .config import ADAPTER_NAME, CONFIG_NAME, MODULES_NAME, ShadowConfig
 from .errors import CheckpointError
-from .hf_loading import is_head_key, load_pretrained_strict
-from .task_inference import HEADS, checkpoint_task_type, saved_head_names
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = (CONFIG_NAME, ADAPTER_NAME, MODULES_NAME)
-# Unused embedding tables that some shadow-peft 0.1.x checkpoints carry for a shadow fed the
-# base's embeddings (its GPT-2 shadows keep `wte`); they are dropped with a log line.
-_LEGACY_SHARED_EMBEDDING_KEYS = re.compile(r"^shadow_model\.(embed_tokens|wte)\.weight$")
-_TASK_ALIASES = {
-    "CAUSAL_LM": "CAUSAL_LM", "causal-lm": "CAUSAL_LM", "causal_lm": "CAUSAL_LM",
-    "text-generation": "CAUSAL_LM", "SEQ_CLS": "SEQ_CLS", "seq-cls": "SEQ_CLS",
-    "seq_cls": "SEQ_CLS", "text-classification": "SEQ_CLS", "sequence-classification": "SEQ_CLS",
-}
 
 
 def _list_keys(keys: list[str], limit: int = 8) -> str:
@@ -148,23 +138,6 @@ def resolve_checkpoint_dir(path_or_repo: str | os.PathLike, *, token: str | None
 
 
 # ---- save ----
-def compat_embedding_tensors(peft_model) -> dict[str, torch.Tensor]:
-    """Unused embedding entries that shadow-peft 0.1.x needs to load our adapter file.
-
-    0.1.x removes only a backbone attribute named ``embed_tokens`` when an implicit shadow
-    shares the base's embeddings; other layouts (GPT-2's ``wte``) keep a table it never uses
-    but loads strictly. For such an implicit shadow this returns
-    ``{"shadow_model.wte.weight": <the base's table, [V, H]>}`` (GPT-2), else ``{}``. The
-    cost is one ``[V, H]`` table in the file; our loader drops the key again.
-    """
-    if not peft_model.embeddings_shared or peft_model.is_explicit:
-        return {}
-    name = embedding_attribute_name(get_backbone(peft_model.base_model))
-    if name is None or name == "embed_tokens":
-        return {}
-    return {f"shadow_model.{name}.weight": peft_model.base_model.get_input_embeddings().weight}
-
-
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -173,18 +146,28 @@ def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     tmp.replace(path)
 
 
-def save_checkpoint(peft_model, save_directory: str | os.PathLike, *, modules: dict | None, **extras: Any) -> Path:
-    """Write a checkpoint folder (config, adapter and, if ``modules``, the heads).
+def write_checkpoint(
+    save_directory: str | os.PathLike,
+    config: ShadowConfig,
+    adapter: dict[str, torch.Tensor],
+    modules: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a checkpoint folder: ``config``, the ``adapter`` tensors and, if any, the heads.
 
-    ``extras`` are ShadowConfig fields recorded in the config (``task_type``, ``num_labels``
-    ...). Each file is written to a temporary name and renamed, so a failed save leaves
-    no half-written file; a stale ``shadow_modules.safetensors`` is removed.
+    Args:
+        save_directory: the folder (created if needed).
+        config: written as ``shadow_config.json``.
+        adapter: FORMAT.md adapter keys -> tensors (``shadow_adapter.safetensors``).
+        modules: ``{head}.{param}`` keys -> tensors (``shadow_modules.safetensors``); when
+            empty or ``None`` a stale modules file is removed.
+
+    Returns:
+        The folder. Each file is written to a temporary name and renamed, so a failed save
+        leaves no half-written file.
     """
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = dataclasses.replace(peft_model.shadow_config, **extras)
-    _atomic_save_tensors({**peft_model.adapter_state_dict(), **compat_embedding_tensors(peft_model)},
-                         directory / ADAPTER_NAME)
+    _atomic_save_tensors(adapter, directory / ADAPTER_NAME)
     modules_path = directory / MODULES_NAME
     if modules:
         _atomic_save_tensors(modules, modules_path)
@@ -220,234 +203,3 @@ def push_to_hub(
             revision=revision, create_pr=create_pr,
         )
     return str(getattr(info, "commit_url", None) or info)
-
-
-# ---- load ----
-def build_explicit_shadow(config: ShadowConfig) -> nn.Module:
-    """Rebuild an explicit shadow backbone from ``config.shadow_model_config`` (random weights).
-
-    Only transformers' own model types are built (``AutoConfig.for_model`` + ``AutoModel``).
-
-    Raises:
-        CheckpointError: the model type is unknown to transformers.
-    """
-    from transformers import AutoConfig, AutoModel
-
-    data = dict(config.shadow_model_config or {})
-    model_type = data.pop("model_type", None)
-    try:
-        backbone_config = AutoConfig.for_model(model_type, **data)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(
-            f"Cannot rebuild the explicit shadow from shadow_model_config (model_type={model_type!r}: {exc}). "
-            "Pass the shadow model yourself with shadow_model=."
-        ) from exc
-    backbone = AutoModel.from_config(backbone_config)
-    if config.shadow_embeddings_shared:
-        backbone = prepare_shadow_model(backbone, remove_embed_tokens=True)
-    return backbone
-
-
-def _align_explicit_embeddings(shadow_model: nn.Module, config: ShadowConfig, state: Mapping[str, Any]) -> nn.Module:
-    """Remove the explicit shadow's embeddings when the checkpoint was saved without them."""
-    backbone = prepare_shadow_model(shadow_model)
-    name = embedding_attribute_name(backbone)
-    if name is None:
-        return shadow_model
-    saved_without = f"shadow_model.{name}.weight" not in state and any(k.startswith("shadow_model.") for k in state)
-    if config.shadow_embeddings_shared or saved_without:
-        logger.info("the checkpoint shares the base's embeddings; removing the shadow's %s", name)
-        prepare_shadow_model(shadow_model, remove_embed_tokens=True)
-    return shadow_model
-
-
-def load_peft_model(
-    cls,
-    base_model: nn.Module,
-    path: str | os.PathLike,
-    *,
-    is_trainable: bool = False,
-    shadow_model: nn.Module | None = None,
-):
-    """Build ``cls(base_model, config, shadow_model=...)`` and load the adapter strictly."""
-    directory = resolve_checkpoint_dir(path)
-    config = ShadowConfig.from_pretrained(directory)
-    state = read_safetensors(directory / ADAPTER_NAME)
-    base_name = getattr(getattr(base_model, "config", None), "_name_or_path", "") or ""
-    recorded = config.base_model_name_or_path
-    if recorded and base_name and Path(recorded).name != Path(base_name).name:
-        # weights that fit in shape may still come from another base (e.g. another vocabulary)
-        logger.warning("%s was trained on base %r but is loaded on %r; outputs may be wrong if "
-                       "these are different models", directory, recorded, base_name)
-    passed_shadow = shadow_model is not None
-    if shadow_model is None and config.shadow_model_config is not None:
-        shadow_model = build_explicit_shadow(config)
-    elif shadow_model is not None:
-        shadow_model = _align_explicit_embeddings(shadow_model, config, state)
-    peft_model = cls(base_model, config, shadow_model=shadow_model)
-    if peft_model.embeddings_shared:
-        unused = set(compat_embedding_tensors(peft_model))
-        unused.update(k for k in state if _LEGACY_SHARED_EMBEDDING_KEYS.match(k))
-        for key in sorted(unused.intersection(state).difference(peft_model.adapter_tensors())):
-            logger.debug("ignoring %s: the shadow is fed the base's input embeddings", key)
-            state.pop(key)
-    peft_model.load_state_dict(state, strict=True)
-    if is_trainable:
-        keep = {id(p): p.requires_grad for p in peft_model.shadow_model.parameters()}
-        peft_model.set_adapter_trainable(True)
-        if passed_shadow:  # keep the explicit shadow's own freezing (e.g. frozen embeddings)
-            for parameter in peft_model.shadow_model.parameters():
-                parameter.requires_grad = keep[id(parameter)]
-        peft_model.train()
-    else:
-        peft_model.requires_grad_(False)
-        peft_model.eval()
-    return peft_model
-
-
-def load_task_model(
-    cls,
-    base_model: nn.Module,
-    path: str | os.PathLike,
-    *,
-    is_trainable: bool = False,
-    shadow_model: nn.Module | None = None,
-    shadow_loss_weight: float = 0.05,
-    inference_mode: str = "base_shadow",
-):
-    """Load a task wrapper: the adapter, then the heads in ``shadow_modules.safetensors``."""
-    from .model import ShadowPeftModel
-
-    directory = resolve_checkpoint_dir(path)
-    saved_task = ShadowConfig.from_pretrained(directory).task_type
-    if saved_task is not None and saved_task != cls.task_type:
-        from .tasks import ShadowForCausalLM, ShadowForSequenceClassification
-
-        right = {"CAUSAL_LM": ShadowForCausalLM, "SEQ_CLS": ShadowForSequenceClassification}[saved_task]
-        raise CheckpointError(
-            f"{directory} was saved from a {saved_task} wrapper, not {cls.task_type}. Load it with "
-            f"{right.__name__}.from_pretrained (on a matching base), or, to reuse only the adapter "
-            f"for another task, with ShadowPeftModel.from_pretrained and wrap it in {cls.__name__}."
-        )
-    peft_model = load_peft_model(
-        ShadowPeftModel, base_model, directory, is_trainable=is_trainable,
-        shadow_model=shadow_model,
-    )
-    wrapper = cls(peft_model, shadow_loss_weight=shadow_loss_weight, inference_mode=inference_mode)
-    modules_path = directory / MODULES_NAME
-    requested = list(peft_model.shadow_config.modules_to_save)
-    if modules_path.exists():
-        flat = read_safetensors(modules_path)
-        heads = {key.split(".", 1)[0] for key in flat}
-        foreign = sorted(heads - set(cls.head_names))
-        if foreign:
-            raise CheckpointError(
-                f"{modules_path} holds heads {foreign} that {cls.__name__} does not have (it has "
-                f"{list(cls.head_names)}). Load it with the task it was saved from."
-            )
-        for head in sorted(heads):
-            module = getattr(wrapper, head)
-            prefix = head + "."
-            target = {prefix + k: v for k, v in module.state_dict(keep_vars=True).items()}
-            load_strict(target, {k: v for k, v in flat.items() if k.startswith(prefix)}, what=head)
-        absent = [h for h in requested if h not in heads]
-    else:
-        absent = requested
-    if absent:
-        raise CheckpointError(
-            f"modules_to_save lists {absent} but {directory} has no weights for them in {MODULES_NAME}. "
-            "Re-save the checkpoint from the task wrapper."
-        )
-    if not is_trainable:
-        wrapper.requires_grad_(False)
-        wrapper.eval()
-    return wrapper
-
-
-def _task_class(task: str):
-    from .tasks import ShadowForCausalLM, ShadowForSequenceClassification
-
-    return ShadowForCausalLM if task == "CAUSAL_LM" else ShadowForSequenceClassification
-
-
-def load_shadow_checkpoint(
-    path: str | os.PathLike,
-    base: str | os.PathLike | nn.Module | None = None,
-    task: str | None = None,
-    trust_remote_code: bool = False,
-    *,
-    inference_mode: str = "base_shadow",
-    is_trainable: bool = False,
-    shadow_model: nn.Module | None = None,
-    dtype: torch.dtype = torch.float32,
-):
-    """Load a checkpoint with its base: the one-call entry point of the exporters and CLI.
-
-    Args:
-        path: checkpoint folder, Hub id or ``repo@revision``.
-        base: a loaded base model, or its path/Hub id; default: the checkpoint's
-            ``base_model_name_or_path``. A base loaded here is loaded strictly: weights it lacks
-            are an error, except the task head when the checkpoint brings both task heads.
-        task: ``"CAUSAL_LM"`` / ``"SEQ_CLS"`` (aliases ``text-generation``, ``text-classification``);
-            default: inferred by :func:`checkpoint_task_type` (``task_type``, saved heads,
-            ``modules_to_save``, the base's architectures), else causal LM.
-        trust_remote_code: passed to transformers when loading the base by name.
-
-    Returns:
-        ``ShadowForCausalLM`` or ``ShadowForSequenceClassification`` (frozen, eval mode unless
-        ``is_trainable``).
-
-    Raises:
-        CheckpointError: missing folder/file, corrupt weights, no base recorded or loadable,
-            or weights that do not fit the base.
-    """
-    directory = resolve_checkpoint_dir(path)
-    config = ShadowConfig.from_pretrained(directory)
-    task_name = task or checkpoint_task_type(directory, base)[0] or "CAUSAL_LM"
-    if task_name not in _TASK_ALIASES:
-        raise CheckpointError(f"Unknown task {task!r}; use one of {sorted(set(_TASK_ALIASES))}.")
-    task_name = _TASK_ALIASES[task_name]
-    if base is None:
-        base = config.base_model_name_or_path
-        if not base:
-            raise CheckpointError(
-                f"{directory / CONFIG_NAME} records no base_model_name_or_path; pass base= (a loaded "
-                "model, a folder or a Hub id)."
-            )
-    if not isinstance(base, nn.Module):
-        heads = saved_head_names(directory)
-        base = _load_base(os.fspath(base), task_name, config, trust_remote_code, dtype,
-                          head_in_checkpoint=set(HEADS[task_name]) <= heads)
-    return _task_class(task_name).from_pretrained(
-        base, directory, is_trainable=is_trainable, shadow_model=shadow_model,
-        inference_mode=inference_mode,
-    )
-
-
-def _load_base(name: str, task: str, config: ShadowConfig, trust_remote_code: bool, dtype: torch.dtype,
-               *, head_in_checkpoint: bool):
-    """The base, strictly: a task-head key may be missing only when the checkpoint holds both
-    task heads (e.g. a SEQ_CLS adapter on a causal-LM base folder), and may be unexpected
-    (the other task's head in the folder)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": dtype}
-    auto = AutoModelForCausalLM
-    if task == "SEQ_CLS":
-        auto = AutoModelForSequenceClassification
-        if config.num_labels is not None:
-            kwargs["num_labels"] = config.num_labels
-        if config.id2label:
-            kwargs["id2label"] = dict(config.id2label)
-            kwargs["label2id"] = {v: k for k, v in config.id2label.items()}
-        if config.problem_type:
-            kwargs["problem_type"] = config.problem_type
-
-    def tolerate(model, key: str) -> bool:
-        is_missing = key in model.state_dict()  # else unexpected: another head in the folder
-        return is_head_key(model, key) and (head_in_checkpoint or not is_missing)
-
-    return load_pretrained_strict(
-        auto, name, what=f"the base model for a {task} checkpoint", tolerate=tolerate,
-        fix="pass base= with the base model folder the checkpoint was trained on (and its task head)",
-        **kwargs)

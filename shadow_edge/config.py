@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, ConfigError
+from .task_types import HEADS, TASK_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +25,7 @@ ADAPTER_NAME = "shadow_adapter.safetensors"
 MODULES_NAME = "shadow_modules.safetensors"
 
 #: Task heads that ``modules_to_save`` may name (causal LM and sequence classification).
-KNOWN_MODULES_TO_SAVE = ("lm_head", "shadow_lm_head", "classifier_head", "shadow_classifier_head")
-#: PEFT's task names, recorded by the task wrappers when they save.
-TASK_TYPES = ("CAUSAL_LM", "SEQ_CLS")
+KNOWN_MODULES_TO_SAVE = tuple(name for heads in HEADS.values() for name in heads)
 #: transformers' ``config.problem_type`` values (how a classifier is trained and scored).
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 

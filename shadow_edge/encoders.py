@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .pooling import positions_from_mask
 
 #: How each supported encoder family numbers its positions: ``"absolute"`` (0, 1, ... over
 #: real tokens) or ``"padding_offset"`` (RoBERTa: ``padding_idx + 1``, ... ; padding at
@@ -102,12 +103,11 @@ def encoder_position_ids(config: Any, attention_mask: torch.Tensor) -> torch.Lon
     Example (absolute): mask ``[[0, 1, 1], [1, 1, 0]]`` -> ``[[0, 0, 1], [0, 1, 1]]``;
     (RoBERTa, padding_idx 1) -> ``[[1, 2, 3], [2, 3, 1]]``.
     """
-    mask = attention_mask.to(torch.int64)
-    counts = mask.cumsum(-1)
     if check_supported_encoder(config) == "padding_offset":
+        mask = attention_mask.to(torch.int64)
         padding_idx = int(_field(config, "pad_token_id", 1) or 0)
-        return counts * mask + padding_idx
-    return (counts - 1).clamp(min=0)
+        return mask.cumsum(-1) * mask + padding_idx
+    return positions_from_mask(attention_mask)
 
 
 @functools.cache

@@ -1,7 +1,9 @@
-"""The shadow-edge exception family.
+"""The shadow-edge exception family: its base class and the core's errors.
 
 Every message names the problem and the fix. The CLI maps each class to a one-line error
-and an exit code (``exit_code``): 2 for usage errors, 1 for failures.
+and an exit code (``exit_code``): 2 for usage errors, 1 for failures. Each layer defines its
+own errors: the exporters' ``ExportError`` and ``ParityError`` subclass ``ShadowEdgeError``
+in ``exporters/errors.py``; the runtime has its own family (``runtime/errors.py``).
 """
 
 from __future__ import annotations
@@ -28,22 +30,3 @@ class DataError(ShadowEdgeError, ValueError):
 
 class CheckpointError(ShadowEdgeError):
     """A checkpoint folder or weight file is missing, corrupt or does not fit the base."""
-
-
-class ExportError(ShadowEdgeError):
-    """Detaching, folding, ONNX export, quantization or packaging failed."""
-
-
-class ParityError(ExportError):
-    """The exported model does not match the torch model within the documented tolerances.
-
-    ``report`` holds the parity report (a dict) that failed.
-    """
-
-    def __init__(self, message: str, report: dict | None = None):
-        super().__init__(message)
-        self.report = report
-
-
-class ManifestError(ShadowEdgeError):
-    """An export folder's manifest is missing, corrupt or from an incompatible version."""

@@ -43,7 +43,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from .backbone import embedding_attribute_name, input_embeddings_of
 from .encoder_heads import EncoderClassifierHead, encoder_classifier_head
 from .encoders import is_encoder_config
-from .errors import ConfigError, ExportError
+from .errors import ConfigError
 from .projection import AutoModelForCausalLMWithHiddenProjection
 
 logger = logging.getLogger(__name__)
@@ -72,11 +72,11 @@ def export_shadow(model: nn.Module, *, lm_head: nn.Module | None = None) -> PreT
     Raises:
         ConfigError: ``model`` is neither a ``ShadowPeftModel`` nor a task wrapper;
             ``lm_head`` given for a classification base; a projected export's head is not a
-            bias-free ``nn.Linear(H, V)``.
-        ExportError: the weights (backbone or head) do not fit the exported architecture
-            (the message names the keys and shapes);
-            a classification shadow with a projection (no standalone HF format exists);
-            a projected shadow without its own input embeddings.
+            bias-free ``nn.Linear(H, V)``; the weights (backbone or head) do not fit the
+            exported architecture (the message names the keys and shapes); a
+            classification shadow with a projection (no standalone HF format exists); a
+            projected shadow without its own input embeddings. (The exporters' ONNX errors,
+            ``ExportError``, are not raised here: this export is the core's.)
     """
     peft, head = _resolve_model_and_head(model, lm_head)
     base = peft.base_model
@@ -85,13 +85,13 @@ def export_shadow(model: nn.Module, *, lm_head: nn.Module | None = None) -> PreT
         exported = _export_same_size(peft, head, causal)
     else:
         if not causal:
-            raise ExportError(
+            raise ConfigError(
                 "This classification shadow has a hidden projection (Hs != H); there is no "
                 "standalone transformers format for it. Export it to ONNX with shadow-edge's "
                 "exporters instead."
             )
         if input_embeddings_of(peft.shadow_model) is None:
-            raise ExportError(
+            raise ConfigError(
                 "The shadow backbone has no input embeddings but a different hidden size than "
                 "the base, so the export cannot feed it; train the shadow with its own "
                 "embeddings (prepare_shadow_model(..., remove_embed_tokens=False))."
@@ -134,7 +134,7 @@ def _named_child(parent: nn.Module, child: nn.Module) -> str:
     for name, module in parent.named_modules():
         if module is child:
             return name
-    raise ExportError(f"{type(child).__name__} is not a submodule of {type(parent).__name__}.")
+    raise ConfigError(f"{type(child).__name__} is not a submodule of {type(parent).__name__}.")
 
 
 def _new_export_model(base: PreTrainedModel, config, causal: bool) -> PreTrainedModel:
@@ -146,7 +146,7 @@ def _new_export_model(base: PreTrainedModel, config, causal: bool) -> PreTrained
     try:
         return auto.from_config(config)
     except ValueError as exc:
-        raise ExportError(
+        raise ConfigError(
             f"transformers has no {auto.__name__} model for the shadow's "
             f"{type(config).__name__} ({exc}); use a shadow of a supported architecture."
         ) from exc
@@ -197,7 +197,7 @@ def _export_same_size(peft, head: nn.Module | None, causal: bool) -> PreTrainedM
     try:
         exported.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ExportError(
+        raise ConfigError(
             f"The shadow's weights do not fit {type(exported).__name__}: {exc}. The shadow "
             "backbone or head does not match the exported architecture."
         ) from exc
@@ -216,7 +216,7 @@ def _head_name(exported: PreTrainedModel) -> str:
         if child is not exported.base_model and any(True for _ in child.parameters())
     ]
     if len(names) != 1:
-        raise ExportError(
+        raise ConfigError(
             f"Cannot tell the task head of {type(exported).__name__} (candidates {names}); "
             "export_shadow supports models with one head besides the backbone."
         )
@@ -229,7 +229,7 @@ def _base_classifier(base: PreTrainedModel) -> nn.Module:
     for name, child in base.named_children():
         if child is not base.base_model and any(True for _ in child.parameters()):
             return child
-    raise ExportError(f"{type(base).__name__} has no classifier head to export.")
+    raise ConfigError(f"{type(base).__name__} has no classifier head to export.")
 
 
 __all__ = ["export_shadow"]

@@ -30,11 +30,14 @@ from .backbone import (
     remove_input_embeddings,
 )
 from .cache import OUTPUT_CACHE_FIELD, ShadowCache, cache_argument_name, resolve_shadow_cache
+from .checkpoint import load_strict, push_to_hub
 from .config import ShadowConfig
 from .encoders import check_supported_encoder, encoder_inputs, is_encoder_config
 from .errors import ConfigError
+from .export_shadow import export_shadow
 from .layers import ShadowInjectionModel, ShadowUpdateModel
 from .parameters import count_parameters, write_parameter_summary
+from .persistence import load_adapter, save_checkpoint
 from .projection import register_auto_classes  # noqa: F401  (importing the core registers the Auto classes)
 from .shadow_pass import ShadowPass
 
@@ -361,8 +364,6 @@ class ShadowPeftModel(nn.Module):
         Returns:
             ``torch.nn.modules.module._IncompatibleKeys`` (missing, unexpected).
         """
-        from .checkpoint import load_strict
-
         return load_strict(self.adapter_tensors(keep_vars=True), state_dict, strict=strict, what="adapter")
 
     # ---- training helpers ----
@@ -418,8 +419,6 @@ class ShadowPeftModel(nn.Module):
 
         See :func:`shadow_edge.export_shadow.export_shadow` for the layout and the errors.
         """
-        from .export_shadow import export_shadow
-
         return export_shadow(self, lm_head=lm_head)
 
     def save_pretrained(self, save_directory: str | Path, **extra_config: Any) -> Path:
@@ -427,14 +426,10 @@ class ShadowPeftModel(nn.Module):
 
         ``extra_config`` sets ShadowConfig fields in the written file (e.g. ``task_type``).
         """
-        from .checkpoint import save_checkpoint
-
         return save_checkpoint(self, save_directory, modules=None, **extra_config)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Save to a temporary folder and upload it (see ``checkpoint.push_to_hub``)."""
-        from .checkpoint import push_to_hub
-
         return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
@@ -454,9 +449,7 @@ class ShadowPeftModel(nn.Module):
         Raises:
             CheckpointError: missing folder or file, corrupt file, or weights that do not fit.
         """
-        from .checkpoint import load_peft_model
-
-        return load_peft_model(
+        return load_adapter(
             cls, model, pretrained_shadow_path, is_trainable=is_trainable,
             shadow_model=shadow_model,
         )

@@ -8,7 +8,7 @@ Evidence, strongest first (:func:`infer_task_type`):
 3. the heads named in ``modules_to_save``;
 4. the base model's ``architectures`` (``*ForSequenceClassification``, ``*ForCausalLM``).
 
-Tasks use PEFT's names, ``"CAUSAL_LM"`` and ``"SEQ_CLS"``.
+Tasks use PEFT's names, ``"CAUSAL_LM"`` and ``"SEQ_CLS"`` (``task_types.py``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,8 @@ from torch import nn
 
 from .config import MODULES_NAME, ShadowConfig
 from .errors import CheckpointError
-from .task_types import CLASSIFICATION, GENERATION, PEFT_TASK_TYPES
+from .task_types import CAUSAL_LM, HEADS, SEQ_CLS
 
-CAUSAL_LM, SEQ_CLS = PEFT_TASK_TYPES[GENERATION], PEFT_TASK_TYPES[CLASSIFICATION]
-#: The task wrappers' ``head_names`` (tasks.py), as saved in shadow_modules.safetensors.
-HEADS = {CAUSAL_LM: ("lm_head", "shadow_lm_head"),
-         SEQ_CLS: ("classifier_head", "shadow_classifier_head")}
 #: The evidence text of a task taken from the base (a guess a requested task may override).
 FROM_BASE = "its base model's architectures"
 _CLASSIFIER_SUFFIXES = ("ForSequenceClassification",)

@@ -14,74 +14,36 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationConfig, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
 
+from . import generation
 from .cache import OUTPUT_CACHE_FIELD, ShadowCache, resolve_shadow_cache
+from .checkpoint import load_strict, push_to_hub, resolve_checkpoint_dir
+from .config import ShadowConfig
 from .encoder_heads import EncoderClassifierHead, encoder_classifier_head
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
+from .export_shadow import export_shadow
 from .model import ShadowPeftModel
 from .parameters import count_parameters, write_parameter_summary
+from .persistence import load_heads, save_checkpoint
 from .pooling import pool_last_token
+from .task_outputs import (
+    ShadowCausalLMOutputWithPast,
+    ShadowSequenceClassifierOutput,
+    causal_lm_loss,
+)
+from .task_types import CAUSAL_LM, HEADS, SEQ_CLS
 
 logger = logging.getLogger(__name__)
 
 INFERENCE_MODES = ("base_shadow", "shadow_only")
 #: Default weight of the shadow loss (shadow-peft 0.1.x and FORMAT.md step 5).
 DEFAULT_SHADOW_LOSS_WEIGHT = 0.05
-
-
-
-@dataclass
-class ShadowCausalLMOutputWithPast(CausalLMOutputWithPast):
-    """``CausalLMOutputWithPast`` plus ``shadow_logits`` ``[batch, seq, vocab]``."""
-
-    shadow_logits: torch.Tensor | None = None
-
-
-@dataclass
-class ShadowSequenceClassifierOutput(SequenceClassifierOutput):
-    """``SequenceClassifierOutput`` plus ``shadow_logits`` ``[batch, num_labels]``."""
-
-    shadow_logits: torch.Tensor | None = None
-
-
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
-                   positions: torch.Tensor | None = None) -> torch.Tensor:
-    """Next-token cross-entropy, mean over labels != -100 (HF's ``ForCausalLMLoss``).
-
-    Args:
-        logits: ``[batch, seq, vocab]``, any float dtype (computed in float32); with
-            ``positions``, ``[batch, len(positions), vocab]``: the logits of those positions.
-        labels: int64 ``[batch, seq]``; position t is scored by the logits at t - 1.
-        positions: int64 ``[n]``, sorted positions the logits belong to (``logits_to_keep``);
-            a position without a next token is ignored.
-
-    Returns:
-        A float32 scalar. With no target at all (every label -100, or one-token rows) it
-        is 0, still attached to the graph, instead of the NaN of an empty mean, so one such
-        batch does not turn the optimizer state into NaN.
-    """
-    if positions is None:
-        shift_logits = logits[:, :-1, :].float()
-        shift_labels = labels[:, 1:].to(logits.device)
-    else:
-        positions = positions.to(labels.device)
-        valid = positions + 1 < labels.shape[1]
-        shift_logits = logits[:, valid.to(logits.device), :].float()
-        shift_labels = labels[:, positions[valid] + 1].to(logits.device)
-    total = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=-100,
-        reduction="sum",
-    )
-    return total / (shift_labels != -100).sum().clamp(min=1)
 
 
 def _kept(hidden: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
@@ -270,7 +232,7 @@ class ShadowTaskModel(nn.Module):
                 classifier.
         """
         if logits_to_keep is not None:
-            if self.task_type != "CAUSAL_LM":
+            if self.task_type != CAUSAL_LM:
                 raise ConfigError("logits_to_keep applies to causal LMs only; drop it for "
                                   f"{type(self).__name__}.")
             kwargs["logits_to_keep"] = logits_to_keep
@@ -347,8 +309,6 @@ class ShadowTaskModel(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load the keys of ``state_dict()`` (strict: missing/unexpected keys raise ``CheckpointError``)."""
-        from .checkpoint import load_strict
-
         target = dict(self.peft_model.adapter_tensors(keep_vars=True))
         target.update(self.modules_state_dict(keep_vars=True))
         return load_strict(target, state_dict, strict=strict, what=type(self).__name__)
@@ -396,16 +356,12 @@ class ShadowTaskModel(nn.Module):
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Write the adapter, ``shadow_modules.safetensors`` (saved heads) and the config."""
-        from .checkpoint import save_checkpoint
-
         return save_checkpoint(
             self.peft_model, save_directory, modules=self.modules_state_dict(), **self.checkpoint_extras()
         )
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Save to a temporary folder and upload it (see ``checkpoint.push_to_hub``)."""
-        from .checkpoint import push_to_hub
-
         return push_to_hub(self, repo_id, **kwargs)
 
     def export_shadow(self, *, lm_head: nn.Module | None = None) -> PreTrainedModel:
@@ -414,8 +370,6 @@ class ShadowTaskModel(nn.Module):
         ``lm_head`` (causal LM only) overrides the head. See
         :func:`shadow_edge.export_shadow.export_shadow` for the layout and the errors.
         """
-        from .export_shadow import export_shadow
-
         return export_shadow(self, lm_head=lm_head)
 
     @classmethod
@@ -432,14 +386,26 @@ class ShadowTaskModel(nn.Module):
         """Build on ``model`` and load a checkpoint, heads included (see ``ShadowPeftModel``).
 
         Raises:
-            CheckpointError: missing folder/file, corrupt file, or weights that do not fit.
+            CheckpointError: missing folder/file, corrupt file, weights that do not fit, or a
+                checkpoint saved from the other task's wrapper.
         """
-        from .checkpoint import load_task_model
-
-        return load_task_model(
-            cls, model, pretrained_shadow_path, is_trainable=is_trainable, shadow_model=shadow_model,
-            shadow_loss_weight=shadow_loss_weight, inference_mode=inference_mode,
-        )
+        directory = resolve_checkpoint_dir(pretrained_shadow_path)
+        saved_task = ShadowConfig.from_pretrained(directory).task_type
+        if saved_task is not None and saved_task != cls.task_type:
+            raise CheckpointError(
+                f"{directory} was saved from a {saved_task} wrapper, not {cls.task_type}. Load it with "
+                f"{TASK_MODELS[saved_task].__name__}.from_pretrained (on a matching base), or, to reuse "
+                f"only the adapter for another task, with ShadowPeftModel.from_pretrained and wrap it "
+                f"in {cls.__name__}."
+            )
+        peft_model = ShadowPeftModel.from_pretrained(
+            model, directory, is_trainable=is_trainable, shadow_model=shadow_model)
+        wrapper = cls(peft_model, shadow_loss_weight=shadow_loss_weight, inference_mode=inference_mode)
+        load_heads(wrapper, directory)
+        if not is_trainable:
+            wrapper.requires_grad_(False)
+            wrapper.eval()
+        return wrapper
 
 
 class ShadowForCausalLM(ShadowTaskModel):
@@ -451,8 +417,8 @@ class ShadowForCausalLM(ShadowTaskModel):
     ``generate`` decodes with a KV cache in both modes (``shadow_edge.generation``).
     """
 
-    task_type = "CAUSAL_LM"
-    head_names = ("lm_head", "shadow_lm_head")
+    task_type = CAUSAL_LM
+    head_names = HEADS[CAUSAL_LM]
     default_trainable_heads = ()
 
     def _find_base_head(self, base: PreTrainedModel) -> nn.Module:
@@ -491,9 +457,7 @@ class ShadowForCausalLM(ShadowTaskModel):
         See ``shadow_edge.generation.generate`` for the arguments. Returns int64
         ``[batch, prompt + new]``.
         """
-        from .generation import generate
-
-        return generate(self, input_ids, attention_mask=attention_mask, **kwargs)
+        return generation.generate(self, input_ids, attention_mask=attention_mask, **kwargs)
 
 
 class ShadowForSequenceClassification(ShadowTaskModel):
@@ -509,8 +473,8 @@ class ShadowForSequenceClassification(ShadowTaskModel):
     shadow's on the shadow start state.
     """
 
-    task_type = "SEQ_CLS"
-    head_names = ("classifier_head", "shadow_classifier_head")
+    task_type = SEQ_CLS
+    head_names = HEADS[SEQ_CLS]
     default_trainable_heads = ("classifier_head", "shadow_classifier_head")
 
     def _find_base_head(self, base: PreTrainedModel) -> nn.Module:
@@ -552,3 +516,8 @@ class ShadowForSequenceClassification(ShadowTaskModel):
             "id2label": {int(k): str(v) for k, v in id2label.items()} if id2label else None,
             "problem_type": getattr(self.config, "problem_type", None),
         }
+
+
+#: Task type -> its task wrapper (``load_shadow_checkpoint`` and the wrong-task message).
+TASK_MODELS: dict[str, type[ShadowTaskModel]] = {
+    CAUSAL_LM: ShadowForCausalLM, SEQ_CLS: ShadowForSequenceClassification}

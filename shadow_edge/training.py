@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
+from .task_types import CAUSAL_LM
 from .training_data import PadCollator
 
 logger = logging.getLogger(__name__)
@@ -300,7 +301,7 @@ def train(model, train_dataset, settings: TrainingSettings | None = None, *,
     if settings.threads:
         torch.set_num_threads(settings.threads)
     set_seed(settings.seed)
-    causal = getattr(model, "task_type", None) == "CAUSAL_LM"
+    causal = getattr(model, "task_type", None) == CAUSAL_LM
     collator = PadCollator(pad_token_id,
                            supervised_logits_only=causal and settings.supervised_logits_only)
     record: dict[str, Any] = {"history": [], "best": None, "best_state": None,

@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     # The checkpoints record the Hub id of the base; here it is the same model, loaded from
     # the cached GGUF conversion, so the core's "different base" warning is expected noise.
-    logging.getLogger("shadow_edge.checkpoint").setLevel(logging.ERROR)
+    logging.getLogger("shadow_edge.persistence").setLevel(logging.ERROR)
     console = Console(width=110) if not Console().is_terminal else Console()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from shadow_edge.errors import ShadowEdgeError
+
 from . import console
 from .options import BaseOpt, CheckpointArg, JsonOpt, ModelDirArg, Task, usage_error
 from .progress import StageProgress
@@ -207,8 +209,6 @@ def verify_command(
     Without --against it compares with the torch reference stored at export time, using the
     runtime only (works on a device without torch). Exit code 1 when a check fails.
     """
-    from shadow_edge.errors import ParityError
-
     if against is None:
         from runtime.parity import verify_folder
 
@@ -239,7 +239,9 @@ def verify_command(
         what = f"'{against}'" if against is not None else "its stored torch reference"
         fix = (f"Re-export it with 'shadow-edge export {against} -o OUT --force'"
                if against is not None else "Re-export it, or export at a higher precision")
-        raise ParityError(
+        # ShadowEdgeError, not the exporters' ParityError: importing the exporters imports
+        # torch, and this command runs on devices without it (the report is printed above)
+        raise ShadowEdgeError(
             f"parity check failed ({', '.join(failed)}): '{model_dir}' does not match {what} "
-            f"on this machine. {fix}.", report,
+            f"on this machine. {fix}."
         )

@@ -8,6 +8,7 @@ import pytest
 import typer
 from typer._click import exceptions as click_exc
 
+from exporters.errors import ParityError
 from runtime.errors import InvalidSettingError, ModelFolderError, PromptTooLongError
 from shadow_edge.cli.errors import (
     FAILURE_EXIT,
@@ -16,7 +17,7 @@ from shadow_edge.cli.errors import (
     format_error,
     one_line,
 )
-from shadow_edge.errors import CheckpointError, ConfigError, ParityError
+from shadow_edge.errors import CheckpointError, ConfigError
 
 
 def test_one_line_collapses_newlines_and_runs_of_spaces():

@@ -375,11 +375,11 @@ def test_loading_on_a_differently_named_base_warns(tmp_path, caplog):
     model.save_pretrained(tmp_path)
     other = causal_base("llama")
     other.config._name_or_path = "org/base-b"
-    with caplog.at_level("WARNING", logger="shadow_edge.checkpoint"):
+    with caplog.at_level("WARNING", logger="shadow_edge.persistence"):
         ShadowForCausalLM.from_pretrained(other, tmp_path)
     assert "'org/base-a'" in caplog.text and "'org/base-b'" in caplog.text
     caplog.clear()
     other.config._name_or_path = "/some/cache/base-a"  # same model name from another folder
-    with caplog.at_level("WARNING", logger="shadow_edge.checkpoint"):
+    with caplog.at_level("WARNING", logger="shadow_edge.persistence"):
         ShadowForCausalLM.from_pretrained(other, tmp_path)
     assert caplog.text == ""

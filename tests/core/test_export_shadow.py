@@ -13,7 +13,7 @@ from shadow_edge import (
     ShadowForSequenceClassification,
     get_shadow_model,
 )
-from shadow_edge.errors import ConfigError, ExportError
+from shadow_edge.errors import ConfigError
 from shadow_edge.export_shadow import export_shadow
 from shadow_edge.projection import AutoModelForCausalLMWithHiddenProjection, register_auto_classes
 from tests.core.shadow_helpers import causal_base, randomize, seq_cls_base, token_batch
@@ -217,7 +217,7 @@ class TestSequenceClassification:
             tiny_config("llama", hidden_size=32, num_hidden_layers=2)
         )
         peft = get_shadow_model(base, ShadowConfig(), shadow_model=small)
-        with pytest.raises(ExportError, match="ONNX"):
+        with pytest.raises(ConfigError, match="ONNX"):
             export_shadow(peft)
 
 
@@ -228,5 +228,5 @@ class TestErrors:
 
     def test_head_of_wrong_shape_names_the_key(self):
         peft = get_shadow_model(causal_base("llama"), ShadowConfig(num_shadow_layers=2))
-        with pytest.raises(ExportError, match="lm_head.weight"):
+        with pytest.raises(ConfigError, match="lm_head.weight"):
             export_shadow(peft, lm_head=nn.Linear(64, 100, bias=False))

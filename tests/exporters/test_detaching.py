@@ -8,9 +8,10 @@ from torch import nn
 
 from exporters.detached import DetachedShadow
 from exporters.detaching import FOLD_TOLERANCE, detach, fold, fold_head
+from exporters.errors import ExportError
 from exporters.spec import TEXT_CLASSIFICATION, TEXT_GENERATION
 from exporters.testing import tiny_model
-from shadow_edge.errors import ConfigError, ExportError
+from shadow_edge.errors import ConfigError
 from shadow_edge.pooling import last_token_index, pool_last_token, positions_from_mask
 
 

@@ -8,9 +8,10 @@ import pytest
 from onnx import numpy_helper
 
 from exporters import export, verify
+from exporters.errors import ExportError, ParityError
 from exporters.testing import tiny_model, tiny_model_folder
 from runtime.manifest import read_manifest
-from shadow_edge.errors import CheckpointError, ConfigError, ExportError, ParityError
+from shadow_edge.errors import CheckpointError, ConfigError
 from tests.exporters.conftest import ARCH_SIZES
 
 pytestmark = pytest.mark.xdist_group("exporters")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from exporters import export
-from shadow_edge.errors import ExportError
+from exporters.errors import ExportError
 
 pytestmark = pytest.mark.xdist_group("exporters")
 README = Path(__file__).resolve().parents[2] / "README.md"

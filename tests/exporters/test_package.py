@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from exporters.errors import ExportError
 from exporters.package import (
     check_output,
     checkpoint_sha256,
@@ -15,7 +16,6 @@ from exporters.package import (
     staged_output,
 )
 from exporters.testing import tiny_tokenizer_files
-from shadow_edge.errors import ExportError
 
 
 def _siblings(path):

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from exporters import export
+from exporters.errors import ParityError
 from exporters.ort_model import OnnxCausalLM, positions
 from exporters.spec import DecoderSpec, architecture_spec
 from exporters.testing import TINY_SLIDING_WINDOW, tiny_config, tiny_model
-from shadow_edge.errors import ParityError
 
 pytestmark = pytest.mark.xdist_group("exporters")
 SLIDING_CHECKS = {"logits_max_abs_diff_sliding_window", "kv_cache_max_abs_diff_sliding_window"}
