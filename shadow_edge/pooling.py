@@ -1,8 +1,9 @@
 """Positions and last-token pooling from an attention mask: the one torch definition.
 
-The core (training, ``generate``) and the exporters (the traced ONNX graph) both use these,
-so the graph computes exactly what the torch reference does. The runtime's numpy
-counterpart is ``runtime.generation.positions_from_mask`` (the runtime never imports torch).
+The core (training, ``generate``, encoders' absolute positions) and the exporters (the traced
+ONNX graph) both use these, so the graph computes exactly what the torch reference does. The
+runtime's numpy counterpart is ``runtime.generation.positions_from_mask`` (the runtime never
+imports torch).
 
 - Positions are ``cumsum(attention_mask) - 1`` clipped at 0 (docs/DESIGN.md), so a
   left-padded row gets the positions it has alone.

@@ -130,3 +130,17 @@ def test_wrapping_a_shadow_model_again():
     for wrapped in (peft, ShadowForCausalLM(peft)):
         with pytest.raises(ConfigError, match="already carries a shadow adapter"):
             get_shadow_model(wrapped, ShadowConfig())
+
+
+def test_the_exporter_errors_live_in_the_exporters_and_the_package_re_exports_them():
+    import exporters
+    import exporters.errors
+    import shadow_edge
+
+    assert shadow_edge.ExportError is exporters.errors.ExportError is exporters.ExportError
+    assert shadow_edge.ParityError is exporters.errors.ParityError
+    assert issubclass(shadow_edge.ParityError, shadow_edge.ExportError)
+    assert issubclass(shadow_edge.ExportError, ShadowEdgeError)
+    assert shadow_edge.ParityError("gate failed", {"passed": False}).report == {"passed": False}
+    with pytest.raises(AttributeError, match="ManifestError"):  # nothing raised it: removed
+        shadow_edge.ManifestError  # noqa: B018

@@ -74,3 +74,26 @@ def test_the_task_wrappers_declare_the_vocabularys_types_and_heads():
         assert cls.head_names == task_types.HEADS[task]
     assert KNOWN_MODULES_TO_SAVE == ("lm_head", "shadow_lm_head", "classifier_head",
                                      "shadow_classifier_head")
+
+
+@pytest.mark.parametrize("task,cls", [
+    ("text-generation", ShadowForCausalLM), ("causal_lm", ShadowForCausalLM),
+    ("text-classification", ShadowForSequenceClassification),
+    ("sequence-classification", ShadowForSequenceClassification),
+])
+def test_load_shadow_checkpoint_reads_the_same_task_names(tmp_path, task, cls):
+    import torch
+
+    from shadow_edge import ShadowConfig, get_shadow_model, load_shadow_checkpoint
+    from tests.core.shadow_helpers import causal_base, seq_cls_base, token_batch
+
+    make_base = causal_base if cls is ShadowForCausalLM else seq_cls_base
+    saved = cls(get_shadow_model(make_base("llama"), ShadowConfig(num_shadow_layers=1)))
+    saved.save_pretrained(tmp_path)
+    loaded = load_shadow_checkpoint(tmp_path, base=make_base("llama"), task=task)
+    assert type(loaded) is cls and loaded.task_type == peft_task_type(task)
+    ids = token_batch()
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).shadow_logits, saved.eval()(input_ids=ids).shadow_logits)
+    with pytest.raises(ConfigError, match="unknown task 'summarization'"):
+        load_shadow_checkpoint(tmp_path, base=make_base("llama"), task="summarization")
