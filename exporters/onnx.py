@@ -19,12 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shadow_edge.errors import ConfigError, ExportError
+from shadow_edge.errors import ExportError
 
 from .attention import FUSED_ATTENTION_MIN_OPSET, fused_attention
 from .detached import DetachedShadow
 from .spec import (
-    DEFAULT_OPSET,
     TEXT_GENERATION,
     ModelDims,
     TensorSpec,
@@ -38,9 +37,6 @@ logger = logging.getLogger(__name__)
 #: exceed 2 GiB; 1 GiB leaves room for the graph and keeps single files easy to copy.
 EXTERNAL_DATA_THRESHOLD = 1 << 30
 MODEL_FILE = "model.onnx"
-#: Oldest opset the torch.onnx dynamo exporter emits natively (older ones need a lossy
-#: version conversion that fails on common ops).
-MIN_OPSET = 18
 
 # Example sizes used for tracing (not specialised; all axes are dynamic).
 EXAMPLE_BATCH, EXAMPLE_SEQUENCE, EXAMPLE_PAST = 2, 3, 2
@@ -183,7 +179,9 @@ def export_onnx(model: DetachedShadow, output: str | Path, *, opset: int | None 
 
     Args:
         model: the (folded) detached shadow, float32.
-        opset: ONNX opset; default: the architecture spec's (23). From 23 on, attention
+        opset: ONNX opset, at least :data:`runtime.manifest.MIN_OPSET` (the public entry
+            points check it: ``exporters.export``, ``exporters.export_onnx``); default: the
+            architecture spec's (23). From 23 on, attention
             is exported as one ONNX ``Attention`` node per layer (``exporters.attention``);
             opset 18-22 gives the decomposed graph older onnxruntime builds can run.
         external_data: ``True`` forces weights into ``<output>.data``, ``False`` forbids it,
@@ -197,9 +195,6 @@ def export_onnx(model: DetachedShadow, output: str | Path, *, opset: int | None 
     dims = model.dims()
     spec = task_spec(model.task)
     opset = int(opset or architecture_spec(model.config).default_opset)
-    if opset < MIN_OPSET:
-        raise ConfigError(f"opset {opset} is too old for the torch dynamo exporter; use "
-                          f"--opset {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
     wrapper, args, shapes = _example(model, dims)
     inputs, outputs = spec.inputs(dims), spec.outputs(dims)
     use_external = use_external_data(model.parameter_count()[1], external_data,

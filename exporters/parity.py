@@ -19,10 +19,10 @@ import torch
 
 from runtime.errors import ModelFolderError
 from runtime.generation import positions_from_mask
+from runtime.manifest import PRECISIONS
 from runtime.parity import (
     FP32_RELATIVE_TOLERANCE,
     GREEDY_STEPS,
-    PRECISIONS,
     QUANTIZED_THRESHOLDS,
     RANDOM_ID_THRESHOLDS,
     SLIDING_WINDOW,

@@ -424,7 +424,7 @@ def load(
     manifest = read_manifest(folder)
     check_files(folder, manifest, hashes=verify_hashes)
     check_onnxruntime_version(manifest.opset)
-    warn_if_int8_can_saturate(manifest.precision, manifest.extra.get("quantization"), str(folder))
+    warn_if_int8_can_saturate(manifest.precision, manifest.quantization, str(folder))
     model_file = manifest.model_file
     if use_ort_format:
         if not manifest.ort_model_file:

@@ -36,7 +36,7 @@ APP_COMMANDS = ("turn on the lights in the nursery", "set the brightness in the 
                 "what is the capital of france")
 
 
-def _reusable(folder: Path, checkpoint: Path, precision: str) -> dict | None:
+def _reusable(folder: Path, checkpoint: Path, precision: str):
     """The folder's manifest if it is a verified export of this very checkpoint."""
     from exporters.package import checkpoint_sha256
     from runtime.errors import ModelFolderError
@@ -49,12 +49,12 @@ def _reusable(folder: Path, checkpoint: Path, precision: str) -> dict | None:
         return None
     same = (manifest.source.checkpoint_sha256 == checkpoint_sha256(checkpoint)
             and manifest.precision == precision and manifest.verified)
-    return manifest.to_dict() if same else None
+    return manifest if same else None
 
 
 def export_all(tasks, base_dir: Path, out: Path, precisions=("fp32", "int8"),
                reuse: bool = False) -> dict:
-    """{(task, precision): (folder, seconds or None when reused, manifest dict)}.
+    """{(task, precision): (folder, seconds or None when reused, runtime.manifest.Manifest)}.
 
     Each export is ``exporters.export(checkpoint, folder, base=..., precision=...)``, the
     code path of ``shadow-edge export``. With ``reuse``, a folder that already holds a
@@ -95,7 +95,7 @@ def run_task(task: str, base_dir: Path, tokenizer, exports: dict, n: int, modes,
         r = eval_runtime(folder, tokenizer, task, examples, labels, name, threads=threads,
                          grammar_homes=home_list)
         r.agreement = agreement(r, reference)
-        parity = manifest.get("parity") or {}
+        parity = manifest.parity or {}
         r.extra["parity"] = "pass" if parity.get("passed") else "FAIL"
         rows.append(r)
     return rows

@@ -87,7 +87,7 @@ def test_every_architecture_exports_a_classifier_that_pools_like_torch(arch, tmp
 
     model = tiny_model(arch, TASK, **ARCH_SIZES[arch])
     result = export(model, tmp_path / arch)
-    assert result.parity.passed and result.manifest["opset"] == 23
+    assert result.parity.passed and result.manifest.opset == 23
     graph = onnx.load(str(tmp_path / arch / "model.onnx"))
     assert sum(node.op_type == "Attention" for node in graph.graph.node) == ARCH_SIZES[arch].get(
         "num_layers", 2)
