@@ -36,7 +36,7 @@ from shadow_edge.errors import ConfigError, ExportError, ParityError
 
 from . import onnx as onnx_export
 from . import package, sources
-from .detaching import Detached, detach, notify
+from .folding import Detached, detach, notify
 from .parity import ParityReport, build_reference, gate, stored_probe_ids
 from .probes import read_calibration_text
 from .quantization import (
@@ -74,9 +74,12 @@ class ExportResult:
         return self.output_dir / MODEL_FILE
 
 
-def load(checkpoint, *, base=None, task: str | None = None,
-         trust_remote_code: bool = False, progress: Progress | None = None) -> Detached:
-    """The ``load`` and ``fold`` stages of :func:`export`: :func:`exporters.detaching.detach`."""
+def load_checkpoint(checkpoint, *, base=None, task: str | None = None,
+                    trust_remote_code: bool = False,
+                    progress: Progress | None = None) -> Detached:
+    """Load a *checkpoint* and fold it: the ``load`` and ``fold`` stages of :func:`export`
+    (:func:`exporters.folding.detach`). ``runtime.load`` is the other side: it loads an
+    *export folder*."""
     return detach(checkpoint, base=base, task=task, trust_remote_code=trust_remote_code,
                   progress=progress)
 
@@ -86,15 +89,15 @@ def export_onnx(checkpoint, output_path, *, base=None, task: str | None = None,
                 trust_remote_code: bool = False) -> onnx_export.OnnxExport:
     """Detach ``checkpoint`` and write one fp32 ONNX file (no folder, no gate).
 
-    ``checkpoint`` is anything :func:`exporters.detaching.detach` accepts, or a
-    :class:`~exporters.detaching.Detached`.
+    ``checkpoint`` is anything :func:`exporters.folding.detach` accepts, or a
+    :class:`~exporters.folding.Detached`.
 
     Raises:
         ConfigError: ``opset`` below :data:`runtime.manifest.MIN_OPSET`.
         CheckpointError / ExportError: as :func:`export`.
     """
     check_export_options(precision="fp32", opset=opset, verify=False)
-    detached = checkpoint if isinstance(checkpoint, Detached) else load(
+    detached = checkpoint if isinstance(checkpoint, Detached) else load_checkpoint(
         checkpoint, base=base, task=task, trust_remote_code=trust_remote_code)
     return onnx_export.export_onnx(detached.model, output_path, opset=opset,
                                    external_data=external_data)
@@ -174,7 +177,7 @@ def verify(onnx_path, checkpoint=None, *, precision: str | None = None, base=Non
         path = path / manifest.model_file
         precision = precision or manifest.precision
         task = task or manifest.task
-    detached = checkpoint if isinstance(checkpoint, Detached) else load(
+    detached = checkpoint if isinstance(checkpoint, Detached) else load_checkpoint(
         checkpoint, base=base, task=task, trust_remote_code=trust_remote_code)
     reference = _reference(detached, precision or "fp32", probes=probes,
                            tokenizer_dirs=folders + list(detached.asset_dirs))
@@ -377,8 +380,8 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
     output = Path(output_dir).absolute()
     # staged_output refuses an existing output (without force) before any work is done
     with package.staged_output(output, force=force) as staging:
-        detached = load(checkpoint, base=base, task=task,
-                        trust_remote_code=trust_remote_code, progress=progress)
+        detached = load_checkpoint(checkpoint, base=base, task=task,
+                                   trust_remote_code=trust_remote_code, progress=progress)
         package.check_tokenizer_fits(detached.asset_dirs, _embedding_rows(detached))
         work = staging / ".work"
         fp32_dir = staging if precision == "fp32" else work
@@ -446,7 +449,7 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
     with package.staged_output(output, force=force) as staging:
         detached = None
         if checkpoint is not None:
-            detached = checkpoint if isinstance(checkpoint, Detached) else load(
+            detached = checkpoint if isinstance(checkpoint, Detached) else load_checkpoint(
                 checkpoint, base=base, task=manifest.task, trust_remote_code=trust_remote_code)
         for file in source.iterdir():
             if file.is_file() and file.name not in (*UNLISTED_FILES, MODEL_FILE,

@@ -22,7 +22,7 @@ from torch import nn
 from shadow_edge.errors import ExportError
 
 from .attention import FUSED_ATTENTION_MIN_OPSET, fused_attention
-from .detached import DetachedShadow
+from .shadow_module import DetachedShadow
 from .spec import (
     TEXT_GENERATION,
     ModelDims,

@@ -35,7 +35,7 @@ from runtime.parity import (
 )
 from shadow_edge.errors import ConfigError, ExportError, ParityError
 
-from .detaching import Reference
+from .folding import Reference
 from .probes import build_probes, probe_shapes, segment_ids, sliding_window_prefill
 from .spec import TEXT_GENERATION, normalize_task
 

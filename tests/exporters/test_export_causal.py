@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from exporters import QUANTIZED_THRESHOLDS, quantize_export, verify
-from exporters.ort_model import OnnxCausalLM, positions
 from exporters.package import checkpoint_sha256
 from exporters.spec import DEFAULT_OPSET
 from exporters.testing import TINY_VOCAB
+from exporters.verify_session import OnnxCausalLM, positions
 from runtime.manifest import MANIFEST_NAME, Manifest, check_files, read_manifest
 from tests.tiny_models import ARCHITECTURES
 

@@ -12,10 +12,10 @@ import pytest
 
 import exporters
 from exporters import QUANTIZED_THRESHOLDS, export, export_onnx, quantize, verify
-from exporters.ort_model import OnnxCausalLM, session
 from exporters.quantization import convert_to_ort, model_opset
 from exporters.spec import DEFAULT_OPSET
 from exporters.testing import tiny_model
+from exporters.verify_session import OnnxCausalLM, session
 from runtime.manifest import check_files, read_manifest
 from shadow_edge.errors import ConfigError, ExportError
 

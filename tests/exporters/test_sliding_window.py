@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from exporters import export
-from exporters.ort_model import OnnxCausalLM, positions
 from exporters.spec import DecoderSpec, architecture_spec
 from exporters.testing import TINY_SLIDING_WINDOW, tiny_config, tiny_model
+from exporters.verify_session import OnnxCausalLM, positions
 from shadow_edge.errors import ParityError
 
 pytestmark = pytest.mark.xdist_group("exporters")

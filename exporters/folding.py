@@ -1,4 +1,5 @@
-"""Build the shadow-only model from any supported source and fold its projection into the head.
+"""Build the shadow-only model (``exporters.shadow_module.DetachedShadow``) from any supported
+source and fold its projection into the head: :func:`detach` (load + fold) and :func:`fold`.
 
 Sources (:func:`detach`):
 
@@ -31,8 +32,8 @@ from shadow_edge.encoder_heads import EncoderClassifierHead
 from shadow_edge.errors import ExportError
 
 from . import sources
-from .detached import DetachedShadow
 from .loaded import Loaded
+from .shadow_module import DetachedShadow
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION
 
 logger = logging.getLogger(__name__)
