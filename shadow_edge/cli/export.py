@@ -168,7 +168,6 @@ def export_command(
     del onnx  # ONNX is the only format
     from exporters.api import export
 
-    console.quiet_transformers()
     with StageProgress(enabled=not as_json) as progress:
         result = export(
             checkpoint, output, base=base, task=task.value if task else None,
@@ -207,7 +206,6 @@ def verify_command(
     else:
         from exporters.api import verify
 
-        console.quiet_transformers()
         report = verify(model_dir, against, base=base, raise_on_failure=False,
                         trust_remote_code=trust_remote_code).to_dict()
     if as_json:
