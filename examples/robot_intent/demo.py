@@ -142,7 +142,7 @@ def render(console, rows_by_task: dict, exports: dict, seconds: float) -> None:
             )
         console.print(table)
     for (task, precision), entry in exports.items():
-        console.print(_export_line(task, precision, entry), markup=False)
+        console.print(_export_line(task, precision, entry), markup=False, soft_wrap=True)
     console.print(f"total {seconds / 60:.1f} min")
 
 
@@ -195,7 +195,8 @@ def main(argv=None) -> int:
         exports = export_all(
             tasks, base_dir, out, reuse=args.reuse_exports,
             on_stage=lambda name, stage: status.update(f"exporting {name}: {stage}"),
-            on_done=lambda *done: console.print(_export_line(*done), markup=False))
+            on_done=lambda *done: console.print(_export_line(*done), markup=False,
+                                                soft_wrap=True))
     modes = ["shadow_only"] if args.no_base_shadow else ["base_shadow", "shadow_only"]
     rows_by_task = {}
     for task in tasks:
