@@ -8,13 +8,27 @@ passed; any failure leaves neither the output nor the temporary folder behind.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.errors import ShadowRuntimeError
 from runtime.grammar import count_token_ids
+from runtime.manifest import (
+    MANIFEST_NAME,
+    MIN_OPSET,
+    PRECISIONS,
+    DetachInfo,
+    Manifest,
+    ModelInfo,
+    SourceInfo,
+    TokenInfo,
+    read_manifest,
+    write_manifest,
+)
 from runtime.parity import REFERENCE_FILE, ParityReference, verify_folder
 from runtime.session import check_onnxruntime_version
 from runtime.tokenizer import Tokenizer
@@ -22,9 +36,9 @@ from shadow_edge.errors import ConfigError
 
 from . import onnx as onnx_export
 from . import package, sources
-from .detaching import Detached, detach, notify
-from .errors import ParityError
-from .parity import PRECISIONS, ParityReport, build_reference, gate, stored_probe_ids
+from .errors import ExportError, ParityError
+from .folding import Detached, detach, notify
+from .parity import ParityReport, build_reference, gate, stored_probe_ids
 from .probes import read_calibration_text
 from .quantization import (
     INT8_MIN_ONNXRUNTIME,
@@ -40,16 +54,19 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str, dict], None]
 STAGES = ("load", "fold", "export", "quantize", "verify", "write")
 MODEL_FILE = onnx_export.MODEL_FILE
-MANIFEST_FILE = "shadow_edge.json"
+#: Files of the folder that the manifest's ``files`` table does not list (docs/DESIGN.md).
+UNLISTED_FILES = (MANIFEST_NAME, REFERENCE_FILE)
 
 
 @dataclass
 class ExportResult:
-    """What :func:`export` produced: the folder, its manifest (a dict) and the parity report
-    (``None`` with ``verify=False``). ``files`` maps file names to sizes in bytes."""
+    """What :func:`export` produced: the folder (absolute), the
+    :class:`~runtime.manifest.Manifest` written into it (equal to
+    ``runtime.manifest.read_manifest(output_dir)``) and the parity report (``None`` with
+    ``verify=False``). ``files`` maps every file name in the folder to its size in bytes."""
 
     output_dir: Path
-    manifest: dict
+    manifest: Manifest
     parity: ParityReport | None
     files: dict[str, int] = field(default_factory=dict)
 
@@ -58,9 +75,12 @@ class ExportResult:
         return self.output_dir / MODEL_FILE
 
 
-def load(checkpoint, *, base=None, task: str | None = None,
-         trust_remote_code: bool = False, progress: Progress | None = None) -> Detached:
-    """The ``load`` and ``fold`` stages of :func:`export`: :func:`exporters.detaching.detach`."""
+def load_checkpoint(checkpoint, *, base=None, task: str | None = None,
+                    trust_remote_code: bool = False,
+                    progress: Progress | None = None) -> Detached:
+    """Load a *checkpoint* and fold it: the ``load`` and ``fold`` stages of :func:`export`
+    (:func:`exporters.folding.detach`). ``runtime.load`` is the other side: it loads an
+    *export folder*."""
     return detach(checkpoint, base=base, task=task, trust_remote_code=trust_remote_code,
                   progress=progress)
 
@@ -70,10 +90,15 @@ def export_onnx(checkpoint, output_path, *, base=None, task: str | None = None,
                 trust_remote_code: bool = False) -> onnx_export.OnnxExport:
     """Detach ``checkpoint`` and write one fp32 ONNX file (no folder, no gate).
 
-    ``checkpoint`` is anything :func:`exporters.detaching.detach` accepts, or a
-    :class:`~exporters.detaching.Detached`.
+    ``checkpoint`` is anything :func:`exporters.folding.detach` accepts, or a
+    :class:`~exporters.folding.Detached`.
+
+    Raises:
+        ConfigError: ``opset`` below :data:`runtime.manifest.MIN_OPSET`.
+        CheckpointError / ExportError: as :func:`export`.
     """
-    detached = checkpoint if isinstance(checkpoint, Detached) else load(
+    check_export_options(precision="fp32", opset=opset, verify=False)
+    detached = checkpoint if isinstance(checkpoint, Detached) else load_checkpoint(
         checkpoint, base=base, task=task, trust_remote_code=trust_remote_code)
     return onnx_export.export_onnx(detached.model, output_path, opset=opset,
                                    external_data=external_data)
@@ -139,8 +164,6 @@ def verify(onnx_path, checkpoint=None, *, precision: str | None = None, base=Non
             else report
     probes, folders = None, [path.parent]
     if path.is_dir():
-        from runtime.manifest import read_manifest
-
         manifest = read_manifest(path)
         recorded = (sources.recorded_task_of(checkpoint, base)
                     if isinstance(checkpoint, (str, Path)) and Path(checkpoint).is_dir() else None)
@@ -155,7 +178,7 @@ def verify(onnx_path, checkpoint=None, *, precision: str | None = None, base=Non
         path = path / manifest.model_file
         precision = precision or manifest.precision
         task = task or manifest.task
-    detached = checkpoint if isinstance(checkpoint, Detached) else load(
+    detached = checkpoint if isinstance(checkpoint, Detached) else load_checkpoint(
         checkpoint, base=base, task=task, trust_remote_code=trust_remote_code)
     reference = _reference(detached, precision or "fp32", probes=probes,
                            tokenizer_dirs=folders + list(detached.asset_dirs))
@@ -222,49 +245,93 @@ def min_onnxruntime(precision: str, opset: int | None) -> str | None:
 
 def _manifest(detached: Detached, exported: onnx_export.OnnxExport, *, precision: str,
               ort_file: str | None, folder: Path, parity: ParityReport | None,
-              no_verify_reason: str | None, keep_embeddings: bool = False) -> dict:
+              no_verify_reason: str | None, keep_embeddings: bool = False) -> Manifest:
+    """The export's :class:`~runtime.manifest.Manifest` (schema: docs/DESIGN.md), built from
+    the detached model and the files in ``folder``; the one place the manifest is made.
+
+    Raises:
+        ExportError: a value breaks the schema (a bug: the message names the field).
+    """
     dims = detached.model.dims()
     id2label = detached.model.id2label
     opset = model_opset(folder / MODEL_FILE)  # int4 raises it (quantization.py)
-    manifest = {
-        "format": "shadow-edge",
-        "format_version": 1,
-        "task": detached.task,
-        "model_file": MODEL_FILE,
-        "ort_model_file": ort_file,
-        "precision": precision,
-        "opset": opset,
-        # what other runtimes (optimum, onnxruntime-genai) need too; README "Runtimes"
-        "min_onnxruntime_version": min_onnxruntime(precision, opset),
-        "inputs": [s.to_dict() for s in exported.inputs],
-        "outputs": [s.to_dict() for s in exported.outputs],
-        "model": {
-            "architecture": dims.architecture, "num_layers": dims.num_layers,
-            "num_key_value_heads": dims.num_key_value_heads, "head_dim": dims.head_dim,
-            "hidden_size": dims.hidden_size, "vocab_size": dims.vocab_size,
-            "max_position_embeddings": dims.max_position_embeddings,
-            "num_labels": dims.num_labels,
-            "id2label": {str(k): v for k, v in sorted(id2label.items())} if id2label else None,
-            "problem_type": detached.model.problem_type,
-        },
-        "tokens": {"eos_token_id": detached.tokens.eos_token_id,
-                   "pad_token_id": detached.tokens.pad_token_id,
-                   "bos_token_id": detached.tokens.bos_token_id,
-                   "tokenizer_vocab_size": _tokenizer_ids(folder)},
-        "source": {"checkpoint": detached.checkpoint,
-                   "checkpoint_sha256": package.checkpoint_sha256(detached.checkpoint),
-                   "base": detached.base, "kind": detached.kind},
-        "detach": {"parameters": detached.parameters, "bytes": detached.bytes,
-                   "fold_max_rel_diff": detached.fold_max_rel_diff},
-        "files": package.file_table(folder, skip=(MANIFEST_FILE, REFERENCE_FILE)),
-        "tool_versions": package.tool_versions(),
-        "verified": parity is not None and parity.passed,
-        "parity": parity.to_dict() if parity is not None else None,
-        "quantization": quantization_record(precision, keep_embeddings),
-    }
-    if no_verify_reason:
-        manifest["verified_reason"] = no_verify_reason
+    try:
+        return Manifest(
+            task=detached.task,
+            model_file=MODEL_FILE,
+            ort_model_file=ort_file,
+            precision=precision,
+            opset=opset,
+            # what other runtimes (optimum, onnxruntime-genai) need too; README "Runtimes"
+            min_onnxruntime_version=min_onnxruntime(precision, opset),
+            inputs=list(exported.inputs),
+            outputs=list(exported.outputs),
+            model=ModelInfo(
+                architecture=dims.architecture, num_layers=dims.num_layers,
+                num_key_value_heads=dims.num_key_value_heads, head_dim=dims.head_dim,
+                hidden_size=dims.hidden_size, vocab_size=dims.vocab_size,
+                max_position_embeddings=dims.max_position_embeddings,
+                num_labels=dims.num_labels,
+                id2label={int(k): str(v) for k, v in sorted(id2label.items())} if id2label
+                else None,
+                problem_type=detached.model.problem_type,
+            ),
+            tokens=TokenInfo(eos_token_id=list(detached.tokens.eos_token_id),
+                             pad_token_id=detached.tokens.pad_token_id,
+                             bos_token_id=detached.tokens.bos_token_id,
+                             tokenizer_vocab_size=_tokenizer_ids(folder)),
+            source=SourceInfo(checkpoint=detached.checkpoint,
+                              checkpoint_sha256=package.checkpoint_sha256(detached.checkpoint),
+                              base=detached.base, kind=detached.kind),
+            detach=DetachInfo(parameters=detached.parameters, bytes=detached.bytes,
+                              fold_max_rel_diff=detached.fold_max_rel_diff),
+            files=package.file_table(folder, skip=UNLISTED_FILES),
+            tool_versions=package.tool_versions(),
+            verified=parity is not None and parity.passed,
+            parity=parity.to_dict() if parity is not None else None,
+            quantization=quantization_record(precision, keep_embeddings),
+            verified_reason=no_verify_reason,
+        )
+    except ShadowRuntimeError as error:
+        raise ExportError(f"the manifest is invalid: {error}") from error
+
+
+def _write_manifest(folder: Path, manifest: Manifest) -> Manifest:
+    """Write the onnxruntime-genai config (when the export has one) and ``manifest`` into
+    ``folder``; returns the manifest with ``files`` re-measured when the genai config was added."""
+    if package.write_genai_config(folder, manifest):
+        manifest = dataclasses.replace(manifest,
+                                       files=package.file_table(folder, skip=UNLISTED_FILES))
+    write_manifest(folder, manifest)
     return manifest
+
+
+def check_export_options(*, precision: str, int4_keep_embeddings: bool = False,
+                         opset: int | None = None, verify: bool = True,
+                         calibration_text: str | Path | None = None) -> None:
+    """Validate the user's export options before any work (what :func:`export` calls first;
+    the CLI passes its flags through unchecked).
+
+    Raises:
+        ConfigError: an unknown precision, ``int4_keep_embeddings`` without int4, an opset
+            below :data:`runtime.manifest.MIN_OPSET`, or calibration text with
+            ``verify=False``.
+        runtime.errors.OnnxRuntimeVersionError: ``verify`` with an onnxruntime too old for
+            ``opset``.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
+    if int4_keep_embeddings and precision != "int4":
+        raise ConfigError("--int4-keep-embeddings (int4_keep_embeddings=True) only applies to "
+                          "--int4 (precision='int4'). Add --int4 or drop it.")
+    if opset is not None and opset < MIN_OPSET:
+        raise ConfigError(f"opset {opset} is too old for the torch dynamo exporter; use "
+                          f"--opset {MIN_OPSET} or newer")
+    if verify:  # an old onnxruntime would fail the parity gate with wrong numbers, late
+        check_onnxruntime_version(opset or DEFAULT_OPSET)
+    elif calibration_text is not None:
+        raise ConfigError("--calibration-text feeds the parity gate, which --no-verify skips; "
+                          "drop one of them")
 
 
 def export(checkpoint, output_dir, *, base=None, task: str | None = None,
@@ -301,28 +368,22 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
     Raises:
         ConfigError: bad precision/task/option combination; unreadable calibration text.
         CheckpointError: the checkpoint or base cannot be loaded.
-        ExportError: the output exists (without force) or is not writable; export failed.
+        OutputExistsError: ``output_dir`` exists and ``force`` is false (an ExportError and
+            a ConfigError: a usage error for the CLI).
+        ExportError: the output is not writable; export failed.
         ParityError: the parity gate failed (nothing is written).
         runtime.errors.OnnxRuntimeVersionError: ``verify`` with an onnxruntime too old for
             ``opset`` (upgrade it, or pass ``opset=18``).
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
-    if int4_keep_embeddings and precision != "int4":
-        raise ConfigError("--int4-keep-embeddings needs --int4 (precision='int4')")
-    if opset is not None and opset < onnx_export.MIN_OPSET:
-        raise ConfigError(f"opset {opset} is too old for the torch dynamo exporter; use "
-                          f"--opset {onnx_export.MIN_OPSET} or newer")
-    if verify:  # an old onnxruntime would fail the parity gate with wrong numbers, late
-        check_onnxruntime_version(opset or DEFAULT_OPSET)
-    elif calibration_text is not None:
-        raise ConfigError("--calibration-text feeds the parity gate; drop it or drop --no-verify")
+    check_export_options(precision=precision, int4_keep_embeddings=int4_keep_embeddings,
+                         opset=opset, verify=verify, calibration_text=calibration_text)
     calibration = _calibration(calibration_text)
-    output = package.check_output(output_dir, force=force)
-    detached = load(checkpoint, base=base, task=task, trust_remote_code=trust_remote_code,
-                    progress=progress)
-    package.check_tokenizer_fits(detached.asset_dirs, _embedding_rows(detached))
+    output = Path(output_dir).absolute()
+    # staged_output refuses an existing output (without force) before any work is done
     with package.staged_output(output, force=force) as staging:
+        detached = load_checkpoint(checkpoint, base=base, task=task,
+                                   trust_remote_code=trust_remote_code, progress=progress)
+        package.check_tokenizer_fits(detached.asset_dirs, _embedding_rows(detached))
         work = staging / ".work"
         fp32_dir = staging if precision == "fp32" else work
         notify(progress, "export", opset=opset, external_data=external_data)
@@ -330,10 +391,9 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
                                            external_data=external_data)
         if precision != "fp32":
             notify(progress, "quantize", precision=precision,
-                    keep_embeddings=int4_keep_embeddings)
+                   keep_embeddings=int4_keep_embeddings)
             quantize(exported.path, staging / MODEL_FILE, precision,
-                                     keep_embeddings=int4_keep_embeddings,
-                                     external_data=exported.external_data)
+                     keep_embeddings=int4_keep_embeddings, external_data=exported.external_data)
             shutil.rmtree(work)
         parity = None
         if verify:
@@ -350,14 +410,11 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         if detached.task == TEXT_GENERATION:
             package.write_generation_config(detached.asset_dirs, staging, detached.tokens)
         package.copy_tokenizer(detached.asset_dirs, staging)
-        manifest = _manifest(detached, exported, precision=precision, ort_file=ort_file,
-                             folder=staging, parity=parity,
-                             no_verify_reason=None if verify else
-                             "exported with --no-verify: the parity gate was skipped",
-                             keep_embeddings=int4_keep_embeddings)
-        if package.write_genai_config(staging, manifest):
-            manifest["files"] = package.file_table(staging, skip=(MANIFEST_FILE, REFERENCE_FILE))
-        package.write_manifest(staging, manifest)
+        manifest = _write_manifest(staging, _manifest(
+            detached, exported, precision=precision, ort_file=ort_file, folder=staging,
+            parity=parity, keep_embeddings=int4_keep_embeddings,
+            no_verify_reason=None if verify else
+            "exported with --no-verify: the parity gate was skipped"))
         files = {f.name: f.stat().st_size for f in sorted(staging.iterdir()) if f.is_file()}
     logger.info("export written to %s", output)
     return ExportResult(output_dir=output, manifest=manifest, parity=parity, files=files)
@@ -378,45 +435,48 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
         ConfigError: the folder is not an fp32 export, or a bad precision.
         ExportError / ParityError: as :func:`export`.
     """
-    from runtime.manifest import read_manifest
-
     source = Path(export_dir)
-    manifest = read_manifest(source).to_dict()
-    if manifest["precision"] != "fp32" or manifest.get("ort_model_file"):
-        raise ConfigError(f"{source} is a {manifest['precision']} export; quantize_export needs "
+    manifest = read_manifest(source)
+    if manifest.precision != "fp32" or manifest.ort_model_file:
+        raise ConfigError(f"{source} is a {manifest.precision} export; quantize_export needs "
                           "a plain fp32 export folder (re-export with precision='fp32')")
     if calibration_text is not None and checkpoint is None:
         raise ConfigError("calibration_text feeds the parity gate, which needs checkpoint=")
+    check_export_options(precision=precision, int4_keep_embeddings=keep_embeddings,
+                         opset=manifest.opset, verify=checkpoint is not None,
+                         calibration_text=calibration_text)
     calibration = _calibration(calibration_text)
-    detached = None
-    if checkpoint is not None:
-        detached = checkpoint if isinstance(checkpoint, Detached) else load(
-            checkpoint, base=base, task=manifest["task"], trust_remote_code=trust_remote_code)
-    output = package.check_output(output_dir, force=force)
+    output = Path(output_dir).absolute()
     with package.staged_output(output, force=force) as staging:
+        detached = None
+        if checkpoint is not None:
+            detached = checkpoint if isinstance(checkpoint, Detached) else load_checkpoint(
+                checkpoint, base=base, task=manifest.task, trust_remote_code=trust_remote_code)
         for file in source.iterdir():
-            if file.is_file() and file.name not in (MANIFEST_FILE, MODEL_FILE, REFERENCE_FILE,
+            if file.is_file() and file.name not in (*UNLISTED_FILES, MODEL_FILE,
                                                     MODEL_FILE + ".data"):
                 shutil.copyfile(file, staging / file.name)
         package.copy_tokenizer_dirs(source, staging)
         quantize(source / MODEL_FILE, staging / MODEL_FILE, precision,
-                                 keep_embeddings=keep_embeddings,
-                                 external_data=(source / (MODEL_FILE + ".data")).exists())
+                 keep_embeddings=keep_embeddings,
+                 external_data=(source / (MODEL_FILE + ".data")).exists())
         parity = _verify(staging / MODEL_FILE, detached, precision,
                          calibration_text=calibration) if detached else None
         opset = model_opset(staging / MODEL_FILE)
-        manifest.update(precision=precision, opset=opset,
-                        min_onnxruntime_version=min_onnxruntime(precision, opset),
-                        quantization=quantization_record(precision, keep_embeddings),
-                        verified=parity is not None and parity.passed,
-                        parity=parity.to_dict() if parity is not None else None)
-        if parity is None:
-            manifest["verified_reason"] = (f"quantized from the fp32 export {source} without a "
-                                           "torch reference; run `shadow-edge verify`")
-        else:
-            manifest.pop("verified_reason", None)
-        package.write_genai_config(staging, manifest)  # also for fp32 folders from before it
-        manifest["files"] = package.file_table(staging, skip=(MANIFEST_FILE, REFERENCE_FILE))
-        package.write_manifest(staging, manifest)
+        try:
+            manifest = dataclasses.replace(
+                manifest, precision=precision, opset=opset,
+                min_onnxruntime_version=min_onnxruntime(precision, opset),
+                quantization=quantization_record(precision, keep_embeddings),
+                verified=parity is not None and parity.passed,
+                parity=parity.to_dict() if parity is not None else None,
+                verified_reason=None if parity is not None else (
+                    f"quantized from the fp32 export {source} without a torch reference; "
+                    "run `shadow-edge verify`"),
+                files=package.file_table(staging, skip=UNLISTED_FILES))
+        except ShadowRuntimeError as error:
+            raise ExportError(f"the manifest is invalid: {error}") from error
+        # the genai config is written here also for fp32 folders from before it
+        manifest = _write_manifest(staging, manifest)
         files = {f.name: f.stat().st_size for f in sorted(staging.iterdir()) if f.is_file()}
     return ExportResult(output_dir=output, manifest=manifest, parity=parity, files=files)

@@ -22,7 +22,7 @@ from torch import nn
 from shadow_edge.checkpoint import read_safetensors
 from shadow_edge.errors import CheckpointError
 
-from .detached import DetachedShadow, Tokens
+from .shadow_module import DetachedShadow, Tokens
 
 # Attribute names of sequence-classification heads in HF task models.
 CLASSIFIER_ATTRS = ("score", "classifier")

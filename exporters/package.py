@@ -16,7 +16,8 @@
 
 Also writes the side files of the layout in ``docs/DESIGN.md``: config.json,
 generation_config.json, genai_config.json (causal LM, for onnxruntime-genai), tokenizer
-files (special_tokens_map.json included) and the ``shadow_edge.json`` manifest.
+files (special_tokens_map.json included) and the ``files`` table of the manifest; the
+manifest itself is a :class:`runtime.manifest.Manifest` built by ``exporters.api``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from runtime.errors import ShadowRuntimeError
+from runtime.manifest import FileInfo, Manifest
 from runtime.tokenizer import SPECIAL_TOKEN_NAMES, Tokenizer
+from shadow_edge.errors import ConfigError
 
 from .errors import ExportError
 
@@ -64,20 +67,25 @@ TOKENIZER_DIRS = ("additional_chat_templates",)
 SCRATCH_DIR = ".scratch"
 
 
+class OutputExistsError(ExportError, ConfigError):
+    """The output folder exists and ``force`` was not given: a usage error (CLI exit 2),
+    and an :class:`ExportError` as the export documents it."""
+
+
 def check_output(output_dir: str | Path, *, force: bool = False) -> Path:
     """Fail fast (before any work) when ``output_dir`` cannot be written.
 
     First sweeps what killed exports to the same output left behind (:func:`sweep_stale`).
 
     Raises:
-        ExportError: the output exists without ``force``, is a file, or its parent is not a
-            writable folder.
+        OutputExistsError: the output exists without ``force``.
+        ExportError: the output is a file, or its parent is not a writable folder.
     """
     output = Path(output_dir).absolute()
     sweep_stale(output)
     if output.exists() and not force:
-        raise ExportError(f"output folder {output} already exists; pass --force (force=True) "
-                          "to replace it, or choose another folder")
+        raise OutputExistsError(f"output folder {output} already exists; pass --force "
+                                "(force=True) to replace it, or choose another folder")
     if output.exists() and not output.is_dir():
         raise ExportError(f"output path {output} is a file, not a folder; choose a folder path")
     parent = output.parent
@@ -187,7 +195,8 @@ def _temp_root(folder: Path) -> Iterator[None]:
 def staged_output(output_dir: str | Path, *, force: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``output_dir``; move it into place on success.
 
-    While the block runs the folder is locked against :func:`sweep_stale` and holds the
+    The output is checked first (:func:`check_output`: the one existing-output check of an
+    export), so enter this before any expensive work. While the block runs the folder is locked against :func:`sweep_stale` and holds the
     process's temp root (``SCRATCH_DIR``, removed before the move). On an exception inside
     the block the temporary folder (and any parent folder created for it) is deleted and the
     exception re-raised; the previous output (with ``force``) is left untouched.
@@ -399,18 +408,6 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def write_manifest(folder: Path, manifest: dict) -> Path:
-    """Validate ``manifest`` with the runtime's schema and write ``shadow_edge.json``."""
-    from runtime.errors import ShadowRuntimeError
-    from runtime.manifest import Manifest
-    from runtime.manifest import write_manifest as write
-
-    try:
-        return write(folder, Manifest.from_dict(manifest))
-    except ShadowRuntimeError as error:
-        raise ExportError(f"the manifest is invalid: {error}") from error
-
-
 def min_onnxruntime_version(opset: int | None) -> str | None:
     """The oldest onnxruntime that runs an export of ONNX ``opset`` correctly, e.g.
     ``"1.24.1"`` for opset 23 (``runtime.session.MIN_ONNXRUNTIME``, where the measurements
@@ -421,7 +418,7 @@ def min_onnxruntime_version(opset: int | None) -> str | None:
     return ".".join(map(str, found)) if found else None
 
 
-def genai_config(manifest: dict, model_config: dict) -> dict | None:
+def genai_config(manifest: Manifest, model_config: dict) -> dict | None:
     """The onnxruntime-genai config (``genai_config.json``) of a causal-LM export, from its
     manifest (sizes, token ids, file name) and the model type and attention head count of
     its ``config.json`` (``model_config``).
@@ -435,32 +432,32 @@ def genai_config(manifest: dict, model_config: dict) -> dict | None:
     """
     from .spec import TEXT_GENERATION, past_key_names, present_names
 
-    model, tokens = manifest["model"], manifest["tokens"]
+    model, tokens = manifest.model, manifest.tokens
     model_type = model_config.get("model_type")
     num_attention_heads = model_config.get("num_attention_heads") or model_config.get("n_head")
-    if manifest["task"] != TEXT_GENERATION or model_type not in GENAI_MODEL_TYPES:
+    if manifest.task != TEXT_GENERATION or model_type not in GENAI_MODEL_TYPES:
         return None
     # "past_key_values.0.key" -> "past_key_values.%d.key": genai's per-layer name patterns
     past_key, past_value = (n.replace(".0.", ".%d.") for n in past_key_names(1))
     present_key, present_value = (n.replace(".0.", ".%d.") for n in present_names(1))
-    eos = tokens["eos_token_id"]
-    context = model["max_position_embeddings"]
+    eos = tokens.eos_token_id
+    context = model.max_position_embeddings
     config = {
         "model": {
             "type": model_type,
             "context_length": context,
-            "vocab_size": model["vocab_size"],
+            "vocab_size": model.vocab_size,
             "eos_token_id": eos[0] if len(eos) == 1 else eos,
-            "pad_token_id": tokens["pad_token_id"] if tokens["pad_token_id"] is not None
+            "pad_token_id": tokens.pad_token_id if tokens.pad_token_id is not None
             else (eos[0] if eos else 0),
             "decoder": {
-                "filename": manifest["model_file"],
+                "filename": manifest.model_file,
                 "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
-                "head_size": model["head_dim"],
-                "hidden_size": model["hidden_size"],
+                "head_size": model.head_dim,
+                "hidden_size": model.hidden_size,
                 "num_attention_heads": int(num_attention_heads),
-                "num_hidden_layers": model["num_layers"],
-                "num_key_value_heads": model["num_key_value_heads"],
+                "num_hidden_layers": model.num_layers,
+                "num_key_value_heads": model.num_key_value_heads,
                 "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask",
                            "position_ids": "position_ids", "past_key_names": past_key,
                            "past_value_names": past_value},
@@ -474,25 +471,25 @@ def genai_config(manifest: dict, model_config: dict) -> dict | None:
                    "length_penalty": 1.0, "early_stopping": True, "no_repeat_ngram_size": 0,
                    "diversity_penalty": 0.0},
     }
-    if tokens["bos_token_id"] is not None:
-        config["model"]["bos_token_id"] = tokens["bos_token_id"]
+    if tokens.bos_token_id is not None:
+        config["model"]["bos_token_id"] = tokens.bos_token_id
     return config
 
 
-def write_genai_config(folder: Path, manifest: dict) -> bool:
+def write_genai_config(folder: Path, manifest: Manifest) -> bool:
     """Write :func:`genai_config` of the export in ``folder`` (its ``config.json`` written
     already); ``False`` (nothing written) when there is none for this export."""
     model_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     config = genai_config(manifest, model_config)
     if config is None:
-        logger.info("no %s: task %s, model type %s", GENAI_CONFIG, manifest["task"],
+        logger.info("no %s: task %s, model type %s", GENAI_CONFIG, manifest.task,
                     model_config.get("model_type"))
         return False
     (folder / GENAI_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return True
 
 
-def file_table(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str, dict]:
-    """``{name: {"bytes", "sha256"}}`` of the files in ``folder`` (the manifest's ``files``)."""
-    return {file.name: {"bytes": file.stat().st_size, "sha256": sha256_file(file)}
+def file_table(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str, FileInfo]:
+    """Size and SHA-256 of each file in ``folder`` but ``skip`` (the manifest's ``files``)."""
+    return {file.name: FileInfo.of(file)
             for file in sorted(folder.iterdir()) if file.is_file() and file.name not in skip}

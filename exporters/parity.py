@@ -19,10 +19,10 @@ import torch
 
 from runtime.errors import ModelFolderError
 from runtime.generation import positions_from_mask
+from runtime.manifest import PRECISIONS
 from runtime.parity import (
     FP32_RELATIVE_TOLERANCE,
     GREEDY_STEPS,
-    PRECISIONS,
     QUANTIZED_THRESHOLDS,
     RANDOM_ID_THRESHOLDS,
     SLIDING_WINDOW,
@@ -35,8 +35,8 @@ from runtime.parity import (
 )
 from shadow_edge.errors import ConfigError
 
-from .detaching import Reference
 from .errors import ExportError, ParityError
+from .folding import Reference
 from .probes import build_probes, probe_shapes, segment_ids, sliding_window_prefill
 from .spec import TEXT_GENERATION, normalize_task
 

@@ -53,7 +53,6 @@ from shadow_edge.hf_loading import is_head_key, list_keys, load_pretrained_stric
 from shadow_edge.task_inference import task_from_architectures
 from shadow_edge.task_types import PEFT_TASK_TYPES
 
-from .detached import DetachedShadow
 from .errors import ExportError
 from .loaded import (
     CLASSIFIER_ATTRS,
@@ -65,6 +64,7 @@ from .loaded import (
     tokens_of,
     weight_keys,
 )
+from .shadow_module import DetachedShadow
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, normalize_task
 
 logger = logging.getLogger(__name__)

@@ -290,7 +290,7 @@ def check_ort_loads(ort_file: Path, source: Path) -> None:
     """
     import onnx
 
-    from .ort_model import session
+    from .verify_session import session
 
     try:
         session(ort_file)

@@ -31,7 +31,6 @@ from shadow_edge.hf_loading import LOAD_ERRORS, load_pretrained_strict
 from shadow_edge.task_inference import FROM_BASE, checkpoint_task_type, task_from_architectures
 
 from . import peft_format
-from .detached import DetachedShadow
 from .encoders import check_encoder_folder, encoder_head, is_encoder
 from .errors import ExportError
 from .loaded import (
@@ -43,6 +42,7 @@ from .loaded import (
     tokens_of,
     weight_keys,
 )
+from .shadow_module import DetachedShadow
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION, normalize_task
 
 logger = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ def _refuse_base(base, what: str) -> None:
 
 
 def load(source, *, base=None, task: str | None = None, trust_remote_code: bool = False) -> Loaded:
-    """Dispatch on the kind of ``source`` (see :mod:`exporters.detaching`).
+    """Dispatch on the kind of ``source`` (see :mod:`exporters.folding`).
 
     Raises:
         ConfigError: ``base`` for a source that has all its weights; a ``task`` the source

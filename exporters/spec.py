@@ -10,7 +10,8 @@ optimum's exporters use). Tasks and architectures register with a decorator::
     @register_architecture("llama", "mistral")
     class LlamaLikeSpec(ArchitectureSpec): ...
 
-The I/O tables are the binding contract in ``docs/DESIGN.md`` ("ONNX I/O").
+The I/O tables are the binding contract in ``docs/DESIGN.md`` ("ONNX I/O"); each graph
+input and output is a :class:`runtime.manifest.TensorSpec`, the manifest's own type.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any
 
+from runtime.manifest import TensorSpec
 from shadow_edge import task_types
 from shadow_edge.encoders import is_encoder_config
 from shadow_edge.errors import ConfigError
@@ -38,18 +39,6 @@ DEFAULT_OPSET = 23
 #: The export task names and their aliases are the core's vocabulary (``shadow_edge.task_types``).
 TEXT_GENERATION = task_types.GENERATION
 TEXT_CLASSIFICATION = task_types.CLASSIFICATION
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output: ``shape`` mixes named dynamic axes (str) and fixed sizes."""
-
-    name: str
-    dtype: str
-    shape: tuple[str | int, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
 
 @dataclass(frozen=True)

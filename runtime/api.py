@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .causal_lm import CausalLMRunner
 from .chat import render_chat
 from .classification import MULTI_LABEL_THRESHOLD, Classification, ClassifierRunner
 from .constraint import GrammarCompiler
@@ -36,7 +37,6 @@ from .generation import (
     stream_generate,
 )
 from .grammar import Grammar, as_grammar, constrained_decoding_status
-from .kv_cache import CausalLMRunner
 from .manifest import Manifest, check_files, read_manifest
 from .sampling import SamplingSettings
 from .session import check_onnxruntime_version, create_session
@@ -424,7 +424,7 @@ def load(
     manifest = read_manifest(folder)
     check_files(folder, manifest, hashes=verify_hashes)
     check_onnxruntime_version(manifest.opset)
-    warn_if_int8_can_saturate(manifest.precision, manifest.extra.get("quantization"), str(folder))
+    warn_if_int8_can_saturate(manifest.precision, manifest.quantization, str(folder))
     model_file = manifest.model_file
     if use_ort_format:
         if not manifest.ort_model_file:

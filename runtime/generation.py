@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .causal_lm import CausalLMRunner
 from .constraint import GrammarConstraint
 from .errors import InvalidSettingError, PromptTooLongError
-from .kv_cache import CausalLMRunner
 from .sampling import Sampler, SamplingSettings
 from .stopping import StopMatcher
 from .tokenizer import Tokenizer

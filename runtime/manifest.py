@@ -1,7 +1,10 @@
 """The export-folder manifest ``shadow_edge.json`` (format "shadow-edge", format_version 1).
 
-The schema is the one in ``docs/DESIGN.md`` ("Manifest"). The exporter builds a
-:class:`Manifest` and calls :func:`write_manifest`; the runtime calls :func:`read_manifest`.
+The schema is the one in ``docs/DESIGN.md`` ("Manifest"), defined here once: the exporter
+builds a :class:`Manifest` (``exporters.api``) and calls :func:`write_manifest`; the runtime
+calls :func:`read_manifest`. The format's shared names (:data:`MANIFEST_NAME`,
+:data:`PRECISIONS`, :class:`TensorSpec`, :data:`MIN_OPSET`) live here too, and the exporters
+import them.
 
 Compatibility rules:
 
@@ -38,6 +41,9 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = _MANIFEST_NAME
 TASKS = ("text-generation", "text-classification")
 PRECISIONS = ("fp32", "int8", "int4")
+#: Oldest ONNX opset an export may use: the torch.onnx dynamo exporter emits 18 and newer
+#: natively (older ones need a lossy version conversion that fails on common ops).
+MIN_OPSET = 18
 SOURCE_KINDS = ("adapter", "standalone")
 #: transformers' ``config.problem_type`` values; they decide how scores come from logits
 #: (``runtime.classification.score_function``).
@@ -67,12 +73,17 @@ def _split_known(cls, data: dict) -> tuple[dict, dict]:
 class TensorSpec:
     """One ONNX graph input or output: name, element type and shape.
 
-    ``shape`` entries are ints (fixed) or strings (named dynamic axes, e.g. "batch_size").
+    ``shape`` entries are ints (fixed) or strings (named dynamic axes, e.g. "batch_size");
+    any sequence is stored as a list (the JSON form). The exporters' I/O spec
+    (``exporters.spec``) describes graphs with this same class.
     """
 
     name: str
     dtype: str
     shape: list[int | str]
+
+    def __post_init__(self):
+        self.shape = list(self.shape)
 
     @classmethod
     def from_dict(cls, data: dict, path: str = "inputs[]") -> TensorSpec:
@@ -299,6 +310,12 @@ class FileInfo:
 class Manifest:
     """The whole ``shadow_edge.json``. Field order and meaning follow docs/DESIGN.md.
 
+    ``min_onnxruntime_version`` is the oldest onnxruntime that runs the file's opset
+    (for other runtimes; ours checks the opset itself). ``quantization`` describes an
+    int8/int4 scheme (``None`` for fp32; an int8 export without it came from
+    ``quantize_dynamic``, see ``runtime.cpu``). ``verified_reason`` says why ``verified`` is
+    false when the gate was skipped.
+
     Raises :class:`~runtime.errors.ModelFolderError` on invalid values (the message names
     the field) and :class:`~runtime.errors.ManifestVersionError` for a newer format_version.
     """
@@ -308,6 +325,7 @@ class Manifest:
     model_file: str = "model.onnx"
     precision: str = "fp32"
     opset: int | None = None
+    min_onnxruntime_version: str | None = None
     ort_model_file: str | None = None
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
@@ -318,6 +336,8 @@ class Manifest:
     tool_versions: dict[str, str] = field(default_factory=dict)
     verified: bool = False
     parity: dict | None = None
+    quantization: dict | None = None
+    verified_reason: str | None = None
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -332,6 +352,10 @@ class Manifest:
         for name in self.files:
             _check_file_name(name, f"files[{name!r}]")
         _check_int(self.opset, "opset", optional=True, minimum=1)
+        _check_str(self.min_onnxruntime_version, "min_onnxruntime_version", optional=True)
+        _check_str(self.verified_reason, "verified_reason", optional=True)
+        if self.quantization is not None:
+            _check_mapping(self.quantization, "quantization")
         if not isinstance(self.verified, bool):
             raise _fail("verified", f"must be true or false, got {self.verified!r}")
         if self.task == "text-generation":
@@ -382,6 +406,7 @@ class Manifest:
             model_file=known.get("model_file", "model.onnx"),
             precision=known.get("precision", "fp32"),
             opset=known.get("opset"),
+            min_onnxruntime_version=known.get("min_onnxruntime_version"),
             ort_model_file=known.get("ort_model_file"),
             inputs=[
                 TensorSpec.from_dict(t, f"inputs[{i}]")
@@ -398,13 +423,16 @@ class Manifest:
             tool_versions={str(k): str(v) for k, v in tool_versions.items()},
             verified=known.get("verified", False),
             parity=parity,
+            quantization=known.get("quantization"),
+            verified_reason=known.get("verified_reason"),
             format=fmt,
             format_version=version,
             extra=extra,
         )
 
     def to_dict(self) -> dict:
-        """JSON-ready dict in the documented key order (unknown ``extra`` keys last)."""
+        """JSON-ready dict in the documented key order (unknown ``extra`` keys last);
+        ``verified_reason`` only when set."""
         out = {
             "format": self.format,
             "format_version": self.format_version,
@@ -413,6 +441,7 @@ class Manifest:
             "ort_model_file": self.ort_model_file,
             "precision": self.precision,
             "opset": self.opset,
+            "min_onnxruntime_version": self.min_onnxruntime_version,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "model": self.model.to_dict(),
@@ -423,7 +452,10 @@ class Manifest:
             "tool_versions": dict(sorted(self.tool_versions.items())),
             "verified": self.verified,
             "parity": self.parity,
+            "quantization": self.quantization,
         }
+        if self.verified_reason is not None:
+            out["verified_reason"] = self.verified_reason
         for key, value in self.extra.items():
             out.setdefault(key, value)
         return out

@@ -63,7 +63,6 @@ logger = logging.getLogger(__name__)
 REFERENCE_FILE = "parity_reference.npz"
 REFERENCE_FORMAT = 1
 TEXT_GENERATION, TEXT_CLASSIFICATION = "text-generation", "text-classification"
-PRECISIONS = ("fp32", "int8", "int4")
 TEXT, CALIBRATION, RANDOM_IDS = "text", "calibration", "random_ids"
 SLIDING_WINDOW = "sliding_window"
 FP32_RELATIVE_TOLERANCE = 1e-4

@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import ShadowEdgeError
+from .quiet import no_gguf_progress_bars
 
 logger = logging.getLogger(__name__)
 
@@ -152,9 +153,12 @@ def _save_model(folder: Path, gguf: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     logger.info("Dequantizing %s to fp32 (about 20 s on 2 cores)", gguf)
-    loaded = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-    )
+    # one conversion per cache, announced by the caller (the demo's status line) and logged
+    # above; transformers' raw per-tensor bars would only interleave with that
+    with no_gguf_progress_bars():
+        loaded = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

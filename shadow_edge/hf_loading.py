@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from .errors import CheckpointError
+from .quiet import drop_log_messages, no_transformers_progress_bars
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +106,15 @@ def load_pretrained_strict(
             built from its config (the keys and shapes are named).
     """
     try:
-        model, info = auto_class.from_pretrained(
-            os.fspath(name_or_path), output_loading_info=True, ignore_mismatched_sizes=True,
-            **kwargs)
+        # transformers' "LOAD REPORT" table repeats what the strict check below does with
+        # the same keys: every unexplained key becomes a CheckpointError, the tolerated ones
+        # (a base's task head that the adapter replaces, e.g. "score.weight MISSING") are
+        # logged at debug level. Its "Loading weights" bar takes well under a second.
+        with drop_log_messages("transformers.modeling_utils", "LOAD REPORT"), \
+                no_transformers_progress_bars():
+            model, info = auto_class.from_pretrained(
+                os.fspath(name_or_path), output_loading_info=True, ignore_mismatched_sizes=True,
+                **kwargs)
     except LOAD_ERRORS as error:
         raise CheckpointError(
             f"Cannot load {what} from {name_or_path}: {error}; the files are missing or "

@@ -36,7 +36,7 @@ APP_COMMANDS = ("turn on the lights in the nursery", "set the brightness in the 
                 "what is the capital of france")
 
 
-def _reusable(folder: Path, checkpoint: Path, precision: str) -> dict | None:
+def _reusable(folder: Path, checkpoint: Path, precision: str):
     """The folder's manifest if it is a verified export of this very checkpoint."""
     from exporters.package import checkpoint_sha256
     from runtime.errors import ModelFolderError
@@ -49,32 +49,48 @@ def _reusable(folder: Path, checkpoint: Path, precision: str) -> dict | None:
         return None
     same = (manifest.source.checkpoint_sha256 == checkpoint_sha256(checkpoint)
             and manifest.precision == precision and manifest.verified)
-    return manifest.to_dict() if same else None
+    return manifest if same else None
 
 
 def export_all(tasks, base_dir: Path, out: Path, precisions=("fp32", "int8"),
-               reuse: bool = False) -> dict:
-    """{(task, precision): (folder, seconds or None when reused, manifest dict)}.
+               reuse: bool = False, on_stage=None, on_done=None) -> dict:
+    """{(task, precision): (folder, seconds or None when reused, runtime.manifest.Manifest)}.
 
     Each export is ``exporters.export(checkpoint, folder, base=..., precision=...)``, the
     code path of ``shadow-edge export``. With ``reuse``, a folder that already holds a
     verified export of the same checkpoint (same SHA-256) at the same precision is kept.
+    ``on_stage(name, stage)`` is told each export stage as it begins (``name`` like
+    "generation int8 (1/4)"), ``on_done(task, precision, entry)`` each finished export.
     """
     from exporters import export
 
     done = {}
-    for task in tasks:
-        for precision in precisions:
-            folder = out / f"robot-intent-{task}-{precision}"
-            manifest = _reusable(folder, CHECKPOINTS[task], precision) if reuse else None
-            if manifest is not None:
-                done[(task, precision)] = (folder, None, manifest)
-                continue
+    jobs = [(task, precision) for task in tasks for precision in precisions]
+    for number, (task, precision) in enumerate(jobs, 1):
+        name = f"{task} {precision} ({number}/{len(jobs)})"
+        folder = out / f"robot-intent-{task}-{precision}"
+        manifest = _reusable(folder, CHECKPOINTS[task], precision) if reuse else None
+        if manifest is not None:
+            done[(task, precision)] = (folder, None, manifest)
+        else:
             start = time.perf_counter()
+            progress = (lambda stage, info, name=name: on_stage(name, stage)) if on_stage else None
             result = export(CHECKPOINTS[task], folder, base=str(base_dir),
-                            task=EXPORT_TASK[task], precision=precision, force=True)
+                            task=EXPORT_TASK[task], precision=precision, force=True,
+                            progress=progress)
             done[(task, precision)] = (folder, time.perf_counter() - start, result.manifest)
+        if on_done is not None:
+            on_done(task, precision, done[(task, precision)])
     return done
+
+
+def _export_line(task: str, precision: str, entry) -> str:
+    """One line for a finished export: size, parity verdict, time, folder."""
+    folder, secs, manifest = entry
+    size = sum(info.bytes for name, info in manifest.files.items() if name.startswith("model.onnx"))
+    parity = "parity pass" if (manifest.parity or {}).get("passed") else "parity FAIL"
+    how = "reused (same checkpoint SHA-256)" if secs is None else f"exported in {secs:.0f} s"
+    return f"export {task} {precision}: {size / 1e6:.1f} MB, {parity}, {how} -> {folder}"
 
 
 def run_task(task: str, base_dir: Path, tokenizer, exports: dict, n: int, modes, threads: int,
@@ -95,7 +111,7 @@ def run_task(task: str, base_dir: Path, tokenizer, exports: dict, n: int, modes,
         r = eval_runtime(folder, tokenizer, task, examples, labels, name, threads=threads,
                          grammar_homes=home_list)
         r.agreement = agreement(r, reference)
-        parity = manifest.get("parity") or {}
+        parity = manifest.parity or {}
         r.extra["parity"] = "pass" if parity.get("passed") else "FAIL"
         rows.append(r)
     return rows
@@ -125,10 +141,8 @@ def render(console, rows_by_task: dict, exports: dict, seconds: float) -> None:
                 r.extra.get("parity", "-"), speed,
             )
         console.print(table)
-    for (task, precision), (folder, secs, _manifest) in exports.items():
-        size = sum(f.stat().st_size for f in folder.iterdir() if f.name.startswith("model.onnx"))
-        how = "reused (same checkpoint SHA-256)" if secs is None else f"exported in {secs:.0f} s"
-        console.print(f"export {task} {precision}: {size / 1e6:.1f} MB, {how} -> {folder}")
+    for (task, precision), entry in exports.items():
+        console.print(_export_line(task, precision, entry), markup=False, soft_wrap=True)
     console.print(f"total {seconds / 60:.1f} min")
 
 
@@ -161,11 +175,14 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer
 
     from shadow_edge.assets import default_cache_dir, smollm2_hf_dir
+    from shadow_edge.quiet import show_everything
 
     logging.basicConfig(level=logging.WARNING)
-    # The checkpoints record the Hub id of the base; here it is the same model, loaded from
-    # the cached GGUF conversion, so the core's "different base" warning is expected noise.
-    logging.getLogger("shadow_edge.persistence").setLevel(logging.ERROR)
+    if not show_everything():  # `shadow-edge -v demo` / SHADOW_EDGE_DEBUG=1 show it
+        # The checkpoints record the Hub id of the base; here it is the same model, loaded
+        # from the cached GGUF conversion, so the core's "different base" warning is
+        # expected noise.
+        logging.getLogger("shadow_edge.persistence").setLevel(logging.ERROR)
     console = Console(width=110) if not Console().is_terminal else Console()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -174,8 +191,12 @@ def main(argv=None) -> int:
         base_dir = smollm2_hf_dir()
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     out = args.out or default_cache_dir() / "demo"
-    with console.status("exporting the committed checkpoints to ONNX fp32 and int8"):
-        exports = export_all(tasks, base_dir, out, reuse=args.reuse_exports)
+    with console.status("exporting the committed checkpoints to ONNX fp32 and int8") as status:
+        exports = export_all(
+            tasks, base_dir, out, reuse=args.reuse_exports,
+            on_stage=lambda name, stage: status.update(f"exporting {name}: {stage}"),
+            on_done=lambda *done: console.print(_export_line(*done), markup=False,
+                                                soft_wrap=True))
     modes = ["shadow_only"] if args.no_base_shadow else ["base_shadow", "shadow_only"]
     rows_by_task = {}
     for task in tasks:

@@ -22,8 +22,8 @@ from .progress import StageProgress
 
 OpsetOpt = Annotated[
     int | None,
-    typer.Option("--opset", min=14, help="ONNX opset; default: the exporter's (23; 18 for older onnxruntime).",
-                 show_default=False),
+    typer.Option("--opset", help="ONNX opset (18 or newer); default: the exporter's (23; 18 "
+                 "for older onnxruntime).", show_default=False),
 ]
 TrustRemoteCodeOpt = Annotated[
     bool,
@@ -32,25 +32,22 @@ TrustRemoteCodeOpt = Annotated[
 ]
 
 
-def choose_precision(int8: bool, int4: bool, int4_keep_embeddings: bool) -> str:
-    """``"fp32"``, ``"int8"`` or ``"int4"`` from the flags; ``BadParameter`` on a conflict."""
+def choose_precision(int8: bool, int4: bool) -> str:
+    """``"fp32"``, ``"int8"`` or ``"int4"`` from the flags; ``BadParameter`` when both are
+    given. Every other option is checked once, by ``exporters.export``."""
     if int8 and int4:
         raise usage_error("--int8 and --int4 exclude each other. Pass only one of them.",
                           param_hint="'--int8' / '--int4'")
-    if int4_keep_embeddings and not int4:
-        raise usage_error("--int4-keep-embeddings only applies to --int4. Add --int4 or drop it.",
-                          param_hint="'--int4-keep-embeddings'")
     return "int8" if int8 else "int4" if int4 else "fp32"
 
 
-def summarize(folder: Path) -> dict[str, Any]:
-    """What the summary shows, read back from the written folder's manifest."""
-    from runtime.manifest import read_manifest
-
-    manifest = read_manifest(folder)
+def summarize(result) -> dict[str, Any]:
+    """What the summary shows, from the ``exporters.api.ExportResult`` (its manifest is the
+    one written into the folder)."""
+    manifest = result.manifest
     files = {name: info.bytes for name, info in manifest.files.items()}
     return {
-        "output": str(folder.resolve()),
+        "output": str(Path(result.output_dir).resolve()),
         "task": manifest.task,
         "precision": manifest.precision,
         "verified": manifest.verified,
@@ -169,25 +166,18 @@ def export_command(
     quantizes (--int8, --int4) and converts to .ort, checks parity with the torch model and
     writes the folder atomically. Example: shadow-edge export ckpt -o out --onnx --int8
     """
-    precision = choose_precision(int8, int4, int4_keep_embeddings)
+    precision = choose_precision(int8, int4)
     del onnx  # ONNX is the only format
-    if calibration_text is not None and not verify:
-        raise usage_error("--calibration-text feeds the parity gate, which --no-verify skips. "
-                          "Drop one of them.", param_hint="'--calibration-text'")
-    if output.exists() and not force:
-        raise usage_error(f"'{output}' already exists. Pass --force to replace it, or choose "
-                          "another -o.", param_hint="'-o'")
     from exporters.api import export
 
-    console.quiet_transformers()
     with StageProgress(enabled=not as_json) as progress:
-        export(
+        result = export(
             checkpoint, output, base=base, task=task.value if task else None,
             precision=precision, int4_keep_embeddings=int4_keep_embeddings, ort=ort,
             opset=opset, force=force, verify=verify, trust_remote_code=trust_remote_code,
             progress=progress, calibration_text=calibration_text,
         )
-    summary = summarize(output)
+    summary = summarize(result)
     if as_json:
         console.echo_json(summary)
     else:
@@ -216,7 +206,6 @@ def verify_command(
     else:
         from exporters.api import verify
 
-        console.quiet_transformers()
         report = verify(model_dir, against, base=base, raise_on_failure=False,
                         trust_remote_code=trust_remote_code).to_dict()
     if as_json:

@@ -12,7 +12,6 @@ too.
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,14 +19,11 @@ from typing import Any
 
 from typer.core import TyperGroup
 
+from shadow_edge.quiet import DEBUG_ENV, debug_enabled
+
 from .errors import KNOWN_ERRORS, format_error
 
-DEBUG_ENV = "SHADOW_EDGE_DEBUG"
-
-
-def debug_enabled() -> bool:
-    """True when ``SHADOW_EDGE_DEBUG`` is set to a true value (1, true, yes, on)."""
-    return os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+__all__ = ["DEBUG_ENV", "ShadowEdgeGroup", "debug_enabled"]
 
 
 class ShadowEdgeGroup(TyperGroup):

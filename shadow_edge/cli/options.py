@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-MANIFEST_NAME = "shadow_edge.json"  # same as runtime.manifest.MANIFEST_NAME (kept import-free)
+from runtime.manifest import MANIFEST_NAME  # light: json and the standard library only
 
 
 class Task(str, Enum):

@@ -21,7 +21,7 @@ def robot_base_dir():
 @pytest.fixture(scope="session")
 def robot_exports(tmp_path_factory, robot_base_dir) -> dict:
     """``{"generation-fp32": folder, "generation-int8": ..., "classification-fp32": ...,
-    "classification-int8": ...}`` plus ``"manifests"``: ``{same keys: manifest dict}``."""
+    "classification-int8": ...}`` plus ``"manifests"``: ``{same keys: runtime.manifest.Manifest}``."""
     from examples.robot_intent.demo import export_all
 
     out = tmp_path_factory.mktemp("robot-intent-exports")

@@ -94,7 +94,7 @@ def test_shadow_exports_match_torch_on_real_text(fitted, tmp_path):
     for precision in ("fp32", "int8"):
         result = export(checkpoint, tmp_path / precision, base=minilm_dir(), precision=precision)
         assert result.parity.passed
-        assert [i["name"] for i in result.manifest["inputs"]] == [
+        assert [i.name for i in result.manifest.inputs] == [
             "input_ids", "attention_mask", "token_type_ids"]
         classifier = runtime.load(result.output_dir, threads=1)
         logits[precision] = np.stack([r.logits for r in classifier.classify(texts, batch_size=32)])

@@ -93,8 +93,8 @@ def test_checkpoints_are_fp16_adapters_with_the_base_recorded():
 
 def test_exports_pass_the_parity_gate(robot_exports):
     for key, manifest in robot_exports["manifests"].items():
-        assert manifest["precision"] == key.split("-")[1]
-        assert manifest["verified"] is True and manifest["parity"]["passed"] is True
+        assert manifest.precision == key.split("-")[1]
+        assert manifest.verified is True and manifest.parity["passed"] is True
 
 
 def test_int8_meets_the_floors(task_results):

@@ -153,7 +153,7 @@ def test_no_verify_is_recorded_in_the_manifest(source, tmp_path, reuse_export):
     assert result.parity is None
     manifest = read_manifest(result.output_dir)
     assert manifest.verified is False and manifest.parity is None
-    assert "--no-verify" in manifest.extra["verified_reason"]
+    assert "--no-verify" in manifest.verified_reason
 
 
 def test_mismatched_torch_reference_fails_verify(llama):

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from exporters import QUANTIZED_THRESHOLDS, quantize_export, verify
-from exporters.ort_model import OnnxCausalLM, positions
 from exporters.package import checkpoint_sha256
 from exporters.spec import DEFAULT_OPSET
 from exporters.testing import TINY_VOCAB
-from runtime.manifest import check_files, read_manifest
+from exporters.verify_session import OnnxCausalLM, positions
+from runtime.manifest import MANIFEST_NAME, Manifest, check_files, read_manifest
 from tests.tiny_models import ARCHITECTURES
 
 pytestmark = pytest.mark.xdist_group("exporters")
@@ -41,6 +41,21 @@ def _numel(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def test_the_returned_manifest_is_the_one_written(case):
+    """One contract: ``ExportResult.manifest`` is the ``runtime.manifest.Manifest`` the
+    exporter built and wrote, equal to the file read back (and to its JSON, key by key)."""
+    written = read_manifest(case.folder)
+    assert isinstance(case.result.manifest, Manifest)
+    assert case.result.manifest == written
+    on_disk = json.loads((case.folder / MANIFEST_NAME).read_text())
+    assert case.result.manifest.to_dict() == on_disk
+    assert list(on_disk)[:8] == ["format", "format_version", "task", "model_file",
+                                 "ort_model_file", "precision", "opset",
+                                 "min_onnxruntime_version"]
+    assert on_disk["quantization"] is None and "verified_reason" not in on_disk
+    assert set(case.result.files) == {p.name for p in case.folder.iterdir()}
+
+
 def test_folder_has_the_design_layout_and_a_valid_manifest(case):
     folder = case.folder
     expected = {"model.onnx", "config.json", "generation_config.json", "genai_config.json",
@@ -53,7 +68,7 @@ def test_folder_has_the_design_layout_and_a_valid_manifest(case):
     check_files(folder, manifest, hashes=True)
     assert manifest.task == TASK and manifest.precision == "fp32" and manifest.opset == DEFAULT_OPSET
     assert manifest.verified is True and manifest.parity["passed"] is True
-    assert manifest.extra["min_onnxruntime_version"] == "1.24.1"  # opset 23
+    assert manifest.min_onnxruntime_version == "1.24.1"  # opset 23
     assert manifest.source.kind == "adapter" and manifest.source.base == str(case.base_dir)
     assert manifest.source.checkpoint_sha256 == checkpoint_sha256(case.checkpoint)
     explicit = case.kind == "explicit"

@@ -9,8 +9,8 @@ import onnx
 import pytest
 import torch
 
-from exporters.ort_model import OnnxClassifier
 from exporters.testing import TINY_VOCAB, tiny_model
+from exporters.verify_session import OnnxClassifier
 from runtime.manifest import check_files, read_manifest
 from tests.exporters.conftest import ARCH_SIZES
 
@@ -87,7 +87,7 @@ def test_every_architecture_exports_a_classifier_that_pools_like_torch(arch, tmp
 
     model = tiny_model(arch, TASK, **ARCH_SIZES[arch])
     result = export(model, tmp_path / arch)
-    assert result.parity.passed and result.manifest["opset"] == 23
+    assert result.parity.passed and result.manifest.opset == 23
     graph = onnx.load(str(tmp_path / arch / "model.onnx"))
     assert sum(node.op_type == "Attention" for node in graph.graph.node) == ARCH_SIZES[arch].get(
         "num_layers", 2)
@@ -105,7 +105,7 @@ def test_every_architecture_exports_a_classifier_that_pools_like_torch(arch, tmp
 def test_graph_pools_edge_rows_like_the_core_definition(folder, torch_model):
     """Rows with no token, one token (first or last position) and no padding: the graph
     pools the position ``shadow_edge.pooling.last_token_index`` gives (0 for no token)."""
-    from exporters.detached import DetachedShadow
+    from exporters.shadow_module import DetachedShadow
 
     detached = DetachedShadow(torch_model.model, torch_model.score, task=TASK).eval()
     ids = np.array([[5, 6, 7, 8], [5, 0, 0, 0], [0, 0, 0, 8], [5, 6, 7, 8]], np.int64)

@@ -3,7 +3,7 @@
 Each architecture's ShadowPEFT classifier adapter (``conftest.build_encoder_export``: BERT
 implicit, DistilBERT and RoBERTa explicit with a folded projection) is exported once per
 session and checked against the torch shadow under left and right padding, through
-``exporters.ort_model`` and through the runtime.
+``exporters.verify_session`` and through the runtime.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import transformers as tf
 
 import runtime
 from exporters import export, quantize_export, verify
-from exporters.ort_model import OnnxClassifier
 from exporters.sources import recorded_task_of
 from exporters.testing import TINY_VOCAB, tiny_model, tiny_model_folder
+from exporters.verify_session import OnnxClassifier
 from runtime.manifest import read_manifest
 from shadow_edge.errors import CheckpointError, ConfigError
 from tests.tiny_models import ENCODER_ARCHITECTURES

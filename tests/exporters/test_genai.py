@@ -7,6 +7,7 @@ config is written from our manifest (sizes, token ids, I/O names).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import runtime
 from exporters import quantize_export
 from exporters.package import GENAI_CONFIG, genai_config
+from runtime.manifest import Manifest, ModelInfo, TokenInfo
 
 pytestmark = pytest.mark.xdist_group("exporters")  # reuses the session's llama shadow export
 
@@ -91,14 +93,17 @@ def test_genai_config_is_written_from_the_manifest(shadow_folder):
 
 
 def test_no_genai_config_for_classifiers_or_unknown_model_types():
-    manifest = {"task": "text-generation", "model_file": "model.onnx",
-                "model": {"vocab_size": 10, "max_position_embeddings": 8, "head_dim": 4,
-                          "hidden_size": 8, "num_layers": 1, "num_key_value_heads": 1},
-                "tokens": {"eos_token_id": [3, 4], "pad_token_id": None, "bos_token_id": None}}
+    manifest = Manifest(task="text-generation", model_file="model.onnx",
+                        model=ModelInfo(architecture="GPT2Model", vocab_size=10,
+                                        max_position_embeddings=8, head_dim=4, hidden_size=8,
+                                        num_layers=1, num_key_value_heads=1),
+                        tokens=TokenInfo(eos_token_id=[3, 4]))
     gpt2 = genai_config(manifest, {"model_type": "gpt2", "n_head": 2})
     assert gpt2["model"]["decoder"]["num_attention_heads"] == 2
     assert gpt2["model"]["eos_token_id"] == [3, 4] and gpt2["model"]["pad_token_id"] == 3
     assert "bos_token_id" not in gpt2["model"]
     assert genai_config(manifest, {"model_type": "bert", "num_attention_heads": 2}) is None
-    assert genai_config({**manifest, "task": "text-classification"},
+    classifier = dataclasses.replace(manifest, task="text-classification",
+                                     model=dataclasses.replace(manifest.model, num_labels=2))
+    assert genai_config(classifier,
                         {"model_type": "llama", "num_attention_heads": 2}) is None

@@ -16,6 +16,7 @@ from exporters.package import (
     staged_output,
 )
 from exporters.testing import tiny_tokenizer_files
+from shadow_edge.errors import ConfigError
 
 
 def _siblings(path):
@@ -35,9 +36,12 @@ def test_existing_output_is_refused_without_force_and_untouched(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    with pytest.raises(ExportError, match="already exists.*--force"), staged_output(out):
+    with pytest.raises(ExportError, match="already exists.*--force") as info, \
+            staged_output(out):
         pytest.fail("must not start")
     assert (out / "keep.txt").read_text() == "old" and _siblings(out) == ["out"]
+    # a usage error too: the CLI exits with 2, as for its other bad options
+    assert isinstance(info.value, ConfigError) and info.value.exit_code == 2
 
 
 def test_force_replaces_the_whole_folder(tmp_path):

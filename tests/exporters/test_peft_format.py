@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from exporters import detach, export
-from exporters.ort_model import OnnxCausalLM, OnnxClassifier
 from exporters.testing import TINY_VOCAB
+from exporters.verify_session import OnnxCausalLM, OnnxClassifier
 from runtime.manifest import read_manifest
 from tests.exporters.peft_helpers import peft_checkpoint, reference_greedy, reference_logits
 

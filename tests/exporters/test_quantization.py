@@ -13,10 +13,10 @@ import pytest
 import exporters
 from exporters import QUANTIZED_THRESHOLDS, export, export_onnx, quantize, verify
 from exporters.errors import ExportError
-from exporters.ort_model import OnnxCausalLM, session
 from exporters.quantization import convert_to_ort, model_opset
 from exporters.spec import DEFAULT_OPSET
 from exporters.testing import tiny_model
+from exporters.verify_session import OnnxCausalLM, session
 from runtime.manifest import check_files, read_manifest
 from shadow_edge.errors import ConfigError
 
@@ -137,6 +137,7 @@ def test_int8_pipeline_with_ort_format(torch_model, models, reuse_onnx, tmp_path
                     progress=lambda stage, info: stages.append(stage))
     assert stages == ["load", "fold", "export", "quantize", "verify", "write"]
     folder = result.output_dir
+    assert result.manifest == read_manifest(folder)
     names = {p.name for p in folder.iterdir()}
     assert {"model.onnx", "model.ort", "model.required_operators.config",
             "shadow_edge.json", "config.json", "generation_config.json"} <= names
@@ -145,7 +146,7 @@ def test_int8_pipeline_with_ort_format(torch_model, models, reuse_onnx, tmp_path
     check_files(folder, manifest, hashes=True)
     assert (manifest.precision, manifest.ort_model_file, manifest.verified) == ("int8", "model.ort", True)
     assert manifest.parity["precision"] == "int8"
-    assert manifest.extra["quantization"] == {
+    assert manifest.quantization == {
         "method": "MatMulNBits", "bits": 8, "block_size": 32, "symmetric": True,
         "accuracy_level": 4, "embeddings": "GatherBlockQuantized (8-bit)"}
     operators = (folder / "model.required_operators.config").read_text()
@@ -225,16 +226,18 @@ def test_quantize_export_reuses_an_fp32_folder(shadow_exports, tmp_path):
     fp32 = case.folder
     checked = quantize_export(fp32, tmp_path / "int8", "int8", checkpoint=case.model)
     manifest = read_manifest(checked.output_dir)
+    assert checked.manifest == manifest  # what it returned is what it wrote
     check_files(checked.output_dir, manifest, hashes=True)
     assert (manifest.precision, manifest.verified, manifest.opset) == ("int8", True, DEFAULT_OPSET)
-    assert manifest.parity["precision"] == "int8" and "verified_reason" not in manifest.extra
+    assert manifest.parity["precision"] == "int8" and manifest.verified_reason is None
     assert {p.name for p in checked.output_dir.iterdir()} == {p.name for p in fp32.iterdir()}
     # tiny random shadows sit at the edge of the int4 gate (test_export_causal.py): unchecked
     unchecked = quantize_export(fp32, tmp_path / "int4", "int4")
     manifest = read_manifest(unchecked.output_dir)
+    assert unchecked.manifest == manifest
     assert (manifest.precision, manifest.verified, manifest.parity) == ("int4", False, None)
     assert manifest.opset == DEFAULT_OPSET
-    assert "shadow-edge verify" in manifest.extra["verified_reason"]
+    assert "shadow-edge verify" in manifest.verified_reason
     with pytest.raises(ConfigError, match="fp32 export"):
         quantize_export(unchecked.output_dir, tmp_path / "again", "int8")
     assert not (tmp_path / "again").exists()

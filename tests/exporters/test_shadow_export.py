@@ -12,8 +12,8 @@ import transformers as tf
 
 import shadow_edge as se
 from exporters import export
-from exporters.ort_model import OnnxCausalLM, OnnxClassifier, positions
 from exporters.testing import TINY_VOCAB, tiny_model, tiny_model_folder
+from exporters.verify_session import OnnxCausalLM, OnnxClassifier, positions
 from runtime.manifest import read_manifest
 from shadow_edge.errors import CheckpointError
 

@@ -16,9 +16,9 @@ import torch
 
 from exporters import export
 from exporters.errors import ParityError
-from exporters.ort_model import OnnxCausalLM, positions
 from exporters.spec import DecoderSpec, architecture_spec
 from exporters.testing import TINY_SLIDING_WINDOW, tiny_config, tiny_model
+from exporters.verify_session import OnnxCausalLM, positions
 
 pytestmark = pytest.mark.xdist_group("exporters")
 SLIDING_CHECKS = {"logits_max_abs_diff_sliding_window", "kv_cache_max_abs_diff_sliding_window"}
@@ -53,7 +53,7 @@ def test_the_gate_checks_a_prompt_longer_than_the_window(gemma3):
         "logits_max_abs_diff_sliding_window"].detail
     assert "prefill 4 then 12 cached decode steps" in checks[
         "kv_cache_max_abs_diff_sliding_window"].detail
-    assert result.manifest["parity"]["reference"]["probes"]["sliding_window"] == [1, 16]
+    assert result.manifest.parity["reference"]["probes"]["sliding_window"] == [1, 16]
 
 
 def test_the_window_really_changes_long_prompts(gemma3):

@@ -49,12 +49,12 @@ def test_causal_lm_io_uses_the_config_head_dim_not_hidden_over_heads():
     assert [i.name for i in inputs[3:]] == [
         f"past_key_values.{layer}.{kind}" for layer in range(3) for kind in ("key", "value")
     ]
-    assert inputs[3].shape == ("batch_size", 2, "past_sequence_length", 32)
-    assert inputs[1].shape == ("batch_size", "total_sequence_length")
+    assert inputs[3].shape == ["batch_size", 2, "past_sequence_length", 32]
+    assert inputs[1].shape == ["batch_size", "total_sequence_length"]
     outputs = spec.outputs(dims)
-    assert outputs[0].shape == ("batch_size", "sequence_length", config.vocab_size)
+    assert outputs[0].shape == ["batch_size", "sequence_length", config.vocab_size]
     assert outputs[1].name == "present.0.key"
-    assert outputs[1].shape == ("batch_size", 2, "total_sequence_length", 32)
+    assert outputs[1].shape == ["batch_size", 2, "total_sequence_length", 32]
     assert all(i.dtype == "int64" for i in inputs[:3])
     assert all(o.dtype == "float32" for o in outputs)
 
@@ -70,8 +70,8 @@ def test_classification_io():
     dims = architecture_spec(config).dims(config, num_labels=5)
     spec = task_spec("SEQ_CLS")
     assert [(i.name, i.shape) for i in spec.inputs(dims)] == [
-        ("input_ids", ("batch_size", "sequence_length")),
-        ("attention_mask", ("batch_size", "sequence_length")),
+        ("input_ids", ["batch_size", "sequence_length"]),
+        ("attention_mask", ["batch_size", "sequence_length"]),
     ]
     assert spec.outputs(dims)[0].to_dict() == {
         "name": "logits", "dtype": "float32", "shape": ["batch_size", 5]}

@@ -29,6 +29,7 @@ DESIGN_EXAMPLE = {
     "ort_model_file": None,
     "precision": "fp32",
     "opset": 18,
+    "min_onnxruntime_version": None,
     "inputs": [{"name": "input_ids", "dtype": "int64", "shape": ["batch_size", "sequence_length"]}],
     "outputs": [
         {"name": "logits", "dtype": "float32", "shape": ["batch_size", "sequence_length", 49152]}
@@ -47,6 +48,7 @@ DESIGN_EXAMPLE = {
     "tool_versions": {"onnx": "1.23.2", "shadow_edge": "0.1.0"},
     "verified": True,
     "parity": {"passed": True, "precision": "fp32", "checks": [{"name": "logits"}]},
+    "quantization": None,
 }
 
 CLASSIFIER = {

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.detached import DetachedShadow
-from exporters.detaching import FOLD_TOLERANCE, detach, fold, fold_head
 from exporters.errors import ExportError
+from exporters.folding import FOLD_TOLERANCE, detach, fold, fold_head
+from exporters.shadow_module import DetachedShadow
 from exporters.spec import TEXT_CLASSIFICATION, TEXT_GENERATION
 from exporters.testing import tiny_model
 from shadow_edge.errors import ConfigError

@@ -1,4 +1,5 @@
-"""The detached shadow as a torch module: backbone -> (projection) -> head.
+"""The detached shadow as one torch module (:class:`DetachedShadow`): backbone -> (projection)
+-> head. Built and folded by ``exporters.folding``.
 
 This is the model that goes to the edge (FORMAT.md, "shadow_only" mode, step 6). It is a
 plain ``nn.Module`` so it can be traced by ``torch.onnx.export`` and used as a torch
@@ -61,7 +62,7 @@ class DetachedShadow(nn.Module):
         head: ``nn.Linear(H, V)`` (causal LM), ``nn.Linear(H, num_labels)`` (decoder
             classifier) or an ``EncoderClassifierHead`` (encoder classifier).
         task: ``"text-generation"`` or ``"text-classification"``.
-        projection: bias-free ``nn.Linear(Hs, H)`` or ``None``; :func:`exporters.detaching.fold`
+        projection: bias-free ``nn.Linear(Hs, H)`` or ``None``; :func:`exporters.folding.fold`
             folds it into the head.
         id2label: class names for classification.
         problem_type: the classifier's ``config.problem_type`` (how the runtime scores).

@@ -1,4 +1,5 @@
-"""Build the shadow-only model from any supported source and fold its projection into the head.
+"""Build the shadow-only model (``exporters.shadow_module.DetachedShadow``) from any supported
+source and fold its projection into the head: :func:`detach` (load + fold) and :func:`fold`.
 
 Sources (:func:`detach`):
 
@@ -30,9 +31,9 @@ from torch import nn
 from shadow_edge.encoder_heads import EncoderClassifierHead
 
 from . import sources
-from .detached import DetachedShadow
 from .errors import ExportError
 from .loaded import Loaded
+from .shadow_module import DetachedShadow
 from .spec import TEXT_CLASSIFICATION, TEXT_GENERATION
 
 logger = logging.getLogger(__name__)

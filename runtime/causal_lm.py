@@ -1,4 +1,5 @@
-"""One forward step of an exported causal LM, with the KV cache carried between steps.
+"""The exported causal LM's step runner (:class:`CausalLMRunner`): one forward step, with the
+KV cache (:class:`KVCache`) carried between steps.
 
 The graph's contract (docs/DESIGN.md, "ONNX I/O"): inputs ``input_ids``, ``attention_mask``
 (past + new), ``position_ids`` and ``past_key_values.{i}.key/value`` [batch, kv_heads,

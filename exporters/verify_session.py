@@ -1,4 +1,5 @@
-"""onnxruntime sessions for the exporter's own checks (e.g. that an ``.ort`` file loads).
+"""The verifier's private onnxruntime driver: sessions for the exporter's own checks (e.g.
+that an ``.ort`` file loads). Not the product runtime: apps run exports with ``runtime``.
 
 The probe drivers the parity gate runs (:class:`OnnxCausalLM`, :class:`OnnxClassifier`)
 live in ``runtime/onnx_probe.py`` so the gate also runs on devices without torch; they are
