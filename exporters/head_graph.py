@@ -118,17 +118,18 @@ def add_logits_to_keep(graph) -> None:
                                  logits.shape[2]])
 
 
-def embedding_gather(graph, rows: int, width: int):
-    """The ``Gather(table[rows, width], input_ids)`` of the input embedding, else ``None``."""
+def embedding_gathers(graph, rows: int, width: int) -> list:
+    """The ``Gather(table[rows, width], ids)`` nodes (axis 0) on a constant table whose ids
+    have a known rank: the input embedding's candidates."""
+    found = []
     for node in graph:
         if node.op_type != "Gather" or node.attributes.get_int("axis", 0) != 0:
             continue
-        table = _initializer(graph, node.inputs[0])
-        if (table is not None and node.inputs[1] is not None
-                and node.inputs[1].name == "input_ids" and table.shape is not None
-                and tuple(table.shape) == (rows, width)):
-            return node
-    return None
+        table, ids = _initializer(graph, node.inputs[0]), node.inputs[1]
+        if (table is not None and ids is not None and ids.shape is not None
+                and table.shape is not None and tuple(table.shape) == (rows, width)):
+            found.append(node)
+    return found
 
 
 def share_tied_table(graph) -> bool:
@@ -147,19 +148,19 @@ def share_tied_table(graph) -> bool:
         return False
     weight = matmul.inputs[1]
     hidden, vocab = (int(d) for d in weight.shape)
-    gather = embedding_gather(graph, vocab, hidden)
+    head = weight.const_value.numpy().T
+    gather = next((node for node in embedding_gathers(graph, vocab, hidden)
+                   if len(node.inputs[0].uses()) == 1
+                   and np.array_equal(node.inputs[0].const_value.numpy(), head)), None)
     if gather is None:
-        logger.info("tied table not shared: no [%d, %d] embedding Gather found", vocab, hidden)
+        logger.info("tied table not shared: no embedding Gather reads a [%d, %d] table equal "
+                    "to the head's (and nothing else reads it)", vocab, hidden)
         return False
     table = gather.inputs[0]
-    if len(table.uses()) != 1 or not np.array_equal(table.const_value.numpy(),
-                                                    weight.const_value.numpy().T):
-        logger.info("tied table not shared: the graph's embedding and head tables differ "
-                    "or the embedding has other uses")
-        return False
+    rank = len(gather.inputs[1].shape)  # ids [batch, seq] (GPT-2: a reshaped copy)
     columns = ir.node("Gather", [weight, gather.inputs[1]], {"axis": 1},
                       name="tied_embedding/gather")
-    rows = ir.node("Transpose", [columns.outputs[0]], {"perm": [1, 2, 0]},
+    rows = ir.node("Transpose", [columns.outputs[0]], {"perm": [*range(1, rank + 1), 0]},
                    name="tied_embedding/transpose")
     graph.insert_before(gather, [columns, rows])
     name = gather.outputs[0].name or "embedding"

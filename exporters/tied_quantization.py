@@ -93,11 +93,13 @@ def quantize_tied_pair(model, pair: TiedPair, bits: int, block_size: int,
     kernel(codes, np.ascontiguousarray(weight), scales, zero_points, block_size, vocab,
            blocks * block_size, True)
     name = f"{pair.table}_Q{bits}"
+    perm = next(helper.get_attribute_value(a) for a in pair.transpose.attribute if a.name == "perm")
+    ids_rank = len(perm) - 1  # the gather's output [*ids, k_blocks, 32] -> [*ids, H]
     constants = [
         numpy_helper.from_array(codes, name),
         numpy_helper.from_array(scales, f"{name}_scales"),
         numpy_helper.from_array(np.array([vocab, blocks, 1], np.int64), f"{name}_scales_shape"),
-        numpy_helper.from_array(np.array([0, 0, blocks * block_size], np.int64),
+        numpy_helper.from_array(np.array([0] * ids_rank + [blocks * block_size], np.int64),
                                 f"{name}_rows_shape"),
     ]
     head = helper.make_node(
@@ -118,7 +120,7 @@ def quantize_tied_pair(model, pair: TiedPair, bits: int, block_size: int,
     ]
     if padded:
         constants += [numpy_helper.from_array(np.array([v], np.int64), f"{name}_{k}")
-                      for k, v in (("start", 0), ("end", hidden), ("axis", 2))]
+                      for k, v in (("start", 0), ("end", hidden), ("axis", ids_rank))]
         embedding.append(helper.make_node(
             "Slice", [f"{rows}_padded", f"{name}_start", f"{name}_end", f"{name}_axis"], [rows],
             name=f"{name}/trim"))
