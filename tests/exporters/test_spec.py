@@ -53,7 +53,7 @@ def test_causal_lm_io_uses_the_config_head_dim_not_hidden_over_heads():
     assert inputs[3].shape == ("batch_size", 2, "past_sequence_length", 32)
     assert inputs[1].shape == ("batch_size", "total_sequence_length")
     outputs = spec.outputs(dims)
-    assert outputs[0].shape == ("batch_size", "sequence_length", config.vocab_size)
+    assert outputs[0].shape == ("batch_size", "logits_sequence_length", config.vocab_size)
     assert outputs[1].name == "present.0.key"
     assert outputs[1].shape == ("batch_size", 2, "total_sequence_length", 32)
     assert all(i.dtype == "int64" for i in inputs[:3])
