@@ -22,8 +22,10 @@ from shadow_edge.quiet import drop_log_messages, ignore_warnings
 
 from .attention import FUSED_ATTENTION_MIN_OPSET, fused_attention
 from .errors import ExportError
+from .head_graph import add_logits_to_keep, share_tied_table, tied_head
 from .shadow_module import DetachedShadow
 from .spec import (
+    LOGITS_TO_KEEP,
     TEXT_GENERATION,
     ModelDims,
     TensorSpec,
@@ -99,6 +101,8 @@ class OnnxExport:
     outputs: list[TensorSpec]
     external_data: bool
     files: list[Path] = field(default_factory=list)
+    #: the tied embedding / head table is stored once (``exporters.head_graph``)
+    shared_table: bool = False
 
 
 def _example(model: DetachedShadow, dims: ModelDims):
@@ -228,7 +232,13 @@ def export_onnx(model: DetachedShadow, output: str | Path, *, opset: int | None 
     if actual != opset:
         raise ExportError(f"the exporter produced opset {actual} instead of {opset}; "
                           f"use --opset {actual}")
-    _rename_axes(program, inputs, outputs)
+    traced_inputs = [s for s in inputs if s.name != LOGITS_TO_KEEP]
+    shared = False
+    if model.task == TEXT_GENERATION:
+        _rename_axes(program, traced_inputs, [_traced_logits(outputs[0]), *outputs[1:]])
+        shared = _edit_head(program.model.graph, tied_head(model))
+    else:
+        _rename_axes(program, inputs, outputs)
     _strip_trace_metadata(program)
     output.parent.mkdir(parents=True, exist_ok=True)
     with ignore_warnings():  # onnx_ir's notes on saving; the file is checked by the gate
@@ -238,4 +248,20 @@ def export_onnx(model: DetachedShadow, output: str | Path, *, opset: int | None 
     if data.exists():
         files.append(data)
     return OnnxExport(path=output, task=model.task, opset=opset, inputs=inputs, outputs=outputs,
-                      external_data=data.exists(), files=files)
+                      external_data=data.exists(), files=files, shared_table=shared)
+
+
+def _traced_logits(spec: TensorSpec) -> TensorSpec:
+    """The logits as traced: every position (``logits_to_keep`` is added afterwards)."""
+    return TensorSpec(spec.name, spec.dtype, ("batch_size", "sequence_length", spec.shape[2]))
+
+
+def _edit_head(graph, tied: bool) -> bool:
+    """Add ``logits_to_keep`` and, for a tied head, store the table once
+    (``exporters.head_graph``); returns whether the table is shared."""
+    try:
+        add_logits_to_keep(graph)
+    except ValueError as error:
+        raise ExportError(f"cannot add {LOGITS_TO_KEEP} to the causal-LM graph: {error}; "
+                          "report the architecture") from error
+    return share_tied_table(graph) if tied else False

@@ -15,6 +15,10 @@ Both precisions are weight-only and block-wise (onnxruntime's ``MatMulNBitsQuant
   writing ``model.ort`` and ``model.required_operators.config`` (the operator list a reduced
   mobile onnxruntime build needs, ``--include_ops_by_config``).
 
+A tied table (stored once in the fp32 export, ``exporters.head_graph``) becomes one set of
+codes read by both the head's MatMulNBits and the embedding's GatherBlockQuantized
+(``exporters.tied_quantization``), unless ``keep_embeddings`` keeps the table in fp32.
+
 GPT-2's Conv1D layers export as ``Gemm``; they are rewritten to ``MatMul`` + ``Add`` first so
 they shrink too.
 """
@@ -31,6 +35,7 @@ from pathlib import Path
 from shadow_edge.errors import ConfigError
 
 from .errors import ExportError
+from .tied_quantization import find_tied_pair, quantize_tied_pair
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +212,9 @@ def quantize_nbits(source: Path, output: Path, bits: int, *, keep_embeddings: bo
     model = onnx.load(str(source))
     if bits == 4:
         raise_opset(model, INT4_MIN_OPSET)
+    tied = None if keep_embeddings else find_tied_pair(model)
+    if tied is not None:
+        quantize_tied_pair(model, tied, bits, block_size, ACCURACY_LEVEL)
     if gemm_to_matmul(model):
         logger.info("rewrote Gemm nodes as MatMul + Add for %d-bit quantization", bits)
     quantizer = MatMulNBitsQuantizer(model, algo_config=config)

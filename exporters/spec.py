@@ -251,9 +251,19 @@ def present_names(num_layers: int) -> list[str]:
     return [f"present.{i}.{kind}" for i in range(num_layers) for kind in ("key", "value")]
 
 
+#: The optional causal-LM input selecting the positions that get logits (int64 scalar, default
+#: 0 = all; k = the last k), as transformers' ``logits_to_keep`` (``exporters.head_graph``).
+LOGITS_TO_KEEP = "logits_to_keep"
+
+
 @register_task(TEXT_GENERATION)
 class CausalLMSpec(TaskSpec):
-    """Causal LM with a KV cache, shaped ``[batch, kv_heads, seq, head_dim]`` (DESIGN.md)."""
+    """Causal LM with a KV cache, shaped ``[batch, kv_heads, seq, head_dim]`` (DESIGN.md).
+
+    The last input, ``logits_to_keep``, is optional (its default 0 is stored in the graph),
+    so ``logits`` has ``logits_sequence_length`` = min(k, sequence_length) positions, or
+    sequence_length for k = 0.
+    """
 
     @classmethod
     def inputs(cls, dims: ModelDims) -> list[TensorSpec]:
@@ -263,13 +273,15 @@ class CausalLMSpec(TaskSpec):
             TensorSpec("attention_mask", "int64", ("batch_size", "total_sequence_length")),
             TensorSpec("position_ids", "int64", ("batch_size", "sequence_length")),
             *(TensorSpec(name, "float32", kv_shape) for name in past_key_names(dims.num_layers)),
+            TensorSpec(LOGITS_TO_KEEP, "int64", ()),
         ]
 
     @classmethod
     def outputs(cls, dims: ModelDims) -> list[TensorSpec]:
         kv_shape = ("batch_size", dims.num_key_value_heads, "total_sequence_length", dims.head_dim)
+        logits = ("batch_size", "logits_sequence_length", dims.vocab_size)
         return [
-            TensorSpec("logits", "float32", ("batch_size", "sequence_length", dims.vocab_size)),
+            TensorSpec("logits", "float32", logits),
             *(TensorSpec(name, "float32", kv_shape) for name in present_names(dims.num_layers)),
         ]
 

@@ -70,9 +70,12 @@ def tiny_tokenizer_files(folder: str | Path) -> Path:
 
 
 def tiny_config(arch: str = "llama", *, num_layers: int = 2, hidden_size: int = 64,
-                vocab_size: int = TINY_VOCAB, num_labels: int = 3, head_dim: int | None = None):
+                vocab_size: int = TINY_VOCAB, num_labels: int = 3, head_dim: int | None = None,
+                tie_word_embeddings: bool | None = None):
     """A tiny HF config: 4 heads (2 KV heads), FFN 2 x hidden, ``head_dim`` default hidden/4
-    (a different ``head_dim`` exercises Qwen3/Gemma-style configs; ignored for GPT-2)."""
+    (a different ``head_dim`` exercises Qwen3/Gemma-style configs; ignored for GPT-2).
+    ``tie_word_embeddings`` overrides the architecture's default (one table for the input
+    embedding and the LM head)."""
     import transformers as tf
 
     tokens = {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID}
@@ -90,6 +93,8 @@ def tiny_config(arch: str = "llama", *, num_layers: int = 2, hidden_size: int = 
             arch, hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=4,
             num_key_value_heads=2, head_dim=head_dim or hidden_size // 4, intermediate_size=2 * hidden_size,
             vocab_size=vocab_size, max_position_embeddings=128, **tokens, **window)
+    if tie_word_embeddings is not None:
+        config.tie_word_embeddings = tie_word_embeddings
     config.num_labels = num_labels
     config.id2label = {i: f"label_{i}" for i in range(num_labels)}
     config.label2id = {v: k for k, v in config.id2label.items()}

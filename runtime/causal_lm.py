@@ -16,6 +16,11 @@ without a copy) was as fast as IO binding with ``OrtValue`` outputs, within run-
 noise, at 128 + 128 tokens (0.89-1.06x) and at an 1800-token context (0.9-1.6x). IO
 binding did not pay, so the plain ``run`` path is used: it is the least code.
 
+Graphs exported since issue 17 take an optional int64 scalar ``logits_to_keep`` (default 0 =
+every position, k = the last k; transformers' name): a step that needs only the last
+position feeds 1, so the prefill skips the head on the other prompt positions. Older graphs
+without it still run (all positions, the last one taken here).
+
 All state of a generation lives in a :class:`KVCache` owned by the caller, so one
 :class:`CausalLMRunner` (one InferenceSession) serves many threads at once.
 """
@@ -29,6 +34,9 @@ import onnxruntime as ort
 
 from .errors import ModelFolderError
 from .manifest import Manifest
+
+LOGITS_TO_KEEP = "logits_to_keep"
+_LAST_POSITION = np.array(1, dtype=np.int64)
 
 
 @dataclass
@@ -73,6 +81,9 @@ class CausalLMRunner:
                 "Re-export it with `shadow-edge export`, or fix model.num_layers in shadow_edge.json."
             )
         self.output_names = ["logits", *self.present_names]
+        #: the graph takes ``logits_to_keep`` (an overridable initializer; older exports do not)
+        self.keeps_logits = LOGITS_TO_KEEP in inputs | {
+            i.name for i in session.get_overridable_initializers()}
         self._check_sizes(session)
 
     def _check_sizes(self, session: ort.InferenceSession) -> None:
@@ -129,6 +140,8 @@ class CausalLMRunner:
             "position_ids": np.ascontiguousarray(position_ids, dtype=np.int64),
         }
         feeds.update(zip(self.past_names, cache.values))
+        if self.keeps_logits and not all_logits:
+            feeds[LOGITS_TO_KEEP] = _LAST_POSITION
         outputs = self.session.run(self.output_names, feeds)
         logits = outputs[0]
         if not all_logits:

@@ -180,6 +180,10 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
         )
     options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # errors only: at load onnxruntime warns that an overridable initializer (the optional
+    # ``logits_to_keep`` input, runtime.causal_lm) "will not be treated as constant", which
+    # is the point of it; failures still raise
+    options.log_severity_level = 3
     return options
 
 

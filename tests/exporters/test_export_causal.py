@@ -79,7 +79,8 @@ def test_folder_has_the_design_layout_and_a_valid_manifest(case):
     assert manifest.model.num_key_value_heads == (4 if case.arch == "gpt2" else 2)
     assert manifest.model.vocab_size == TINY_VOCAB
     assert [t.name for t in manifest.inputs][:3] == ["input_ids", "attention_mask", "position_ids"]
-    assert len(manifest.inputs) == 3 + 2 * 2 and len(manifest.outputs) == 1 + 2 * 2
+    assert len(manifest.inputs) == 3 + 2 * 2 + 1 and len(manifest.outputs) == 1 + 2 * 2
+    assert manifest.inputs[-1].name == "logits_to_keep"  # optional (issue 17)
     assert manifest.inputs[3].shape == ["batch_size", manifest.model.num_key_value_heads,
                                         "past_sequence_length", head_dim]
     assert (manifest.tokens.eos_token_id, manifest.tokens.pad_token_id,

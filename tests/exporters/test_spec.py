@@ -46,13 +46,14 @@ def test_causal_lm_io_uses_the_config_head_dim_not_hidden_over_heads():
     spec = task_spec(TEXT_GENERATION)
     inputs = spec.inputs(dims)
     assert [i.name for i in inputs[:3]] == ["input_ids", "attention_mask", "position_ids"]
-    assert [i.name for i in inputs[3:]] == [
+    assert [i.name for i in inputs[3:-1]] == [
         f"past_key_values.{layer}.{kind}" for layer in range(3) for kind in ("key", "value")
     ]
+    assert (inputs[-1].name, inputs[-1].dtype, inputs[-1].shape) == ("logits_to_keep", "int64", [])
     assert inputs[3].shape == ["batch_size", 2, "past_sequence_length", 32]
     assert inputs[1].shape == ["batch_size", "total_sequence_length"]
     outputs = spec.outputs(dims)
-    assert outputs[0].shape == ["batch_size", "sequence_length", config.vocab_size]
+    assert outputs[0].shape == ["batch_size", "logits_sequence_length", config.vocab_size]
     assert outputs[1].name == "present.0.key"
     assert outputs[1].shape == ["batch_size", 2, "total_sequence_length", 32]
     assert all(i.dtype == "int64" for i in inputs[:3])

@@ -1,0 +1,92 @@
+"""Issue 17: the runtime feeds ``logits_to_keep`` = 1 to graphs that take it, and exports
+from before it (no such input) still run (torch-free)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+import runtime
+from runtime.causal_lm import CausalLMRunner
+from runtime.generation import positions_from_mask
+from runtime.manifest import read_manifest
+from runtime.session import create_session
+
+IDS = np.array([[5, 9, 11, 40, 7], [3, 3, 8, 21, 6]], np.int64)
+
+
+def _runner(path, folder) -> CausalLMRunner:
+    return CausalLMRunner(create_session(path, threads=1), read_manifest(folder))
+
+
+def _without_logits_to_keep(source, target) -> None:
+    """The graph as exported before issue 17: ``logits_to_keep`` is a constant 0, not an
+    input, so the logits cover every position."""
+    model = onnx.load(str(source))
+    graph = model.graph
+    kept = [i for i in graph.input if i.name != "logits_to_keep"]
+    del graph.input[:]
+    graph.input.extend(kept)
+    kept = [t for t in graph.initializer if t.name != "logits_to_keep"]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    graph.node.insert(0, helper.make_node(
+        "Constant", [], ["logits_to_keep"], value=numpy_helper.from_array(np.array(0, np.int64))))
+    onnx.save(model, str(target))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "int4"])
+def test_exports_take_the_optional_input_and_the_runner_feeds_it(exports, precision):
+    folder = exports[precision]
+    runner = _runner(folder / "model.onnx", folder)
+    assert runner.keeps_logits
+    assert "logits_to_keep" not in {i.name for i in runner.session.get_inputs()}
+    assert read_manifest(folder).inputs[-1].name == "logits_to_keep"
+    mask = np.ones_like(IDS)
+    feeds = {"input_ids": IDS, "attention_mask": mask, "position_ids": positions_from_mask(mask),
+             **dict(zip(runner.past_names, runner.empty_cache(2).values))}
+    every = runner.session.run(["logits"], feeds)[0]
+    for keep, rows in ((1, 1), (2, 2), (0, 5), (9, 5)):
+        kept = runner.session.run(["logits"], {**feeds, "logits_to_keep": np.array(keep)})[0]
+        assert kept.shape == (2, rows, runner.vocab_size)
+        np.testing.assert_allclose(kept, every[:, 5 - rows:], rtol=0, atol=1e-5)
+    last, _ = runner.step(IDS, mask, positions_from_mask(mask), runner.empty_cache(2))
+    all_rows, _ = runner.step(IDS, mask, positions_from_mask(mask), runner.empty_cache(2),
+                              all_logits=True)
+    assert last.shape == (2, runner.vocab_size) and all_rows.shape == (2, 5, runner.vocab_size)
+    np.testing.assert_allclose(last, all_rows[:, -1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_an_export_without_the_input_still_runs(exports, precision, tmp_path):
+    folder = exports[precision]
+    _without_logits_to_keep(folder / "model.onnx", tmp_path / "model.onnx")
+    old = _runner(tmp_path / "model.onnx", folder)
+    new = _runner(folder / "model.onnx", folder)
+    assert not old.keeps_logits and new.keeps_logits
+    mask = np.ones_like(IDS)
+    last_old, cache_old = old.step(IDS, mask, positions_from_mask(mask), old.empty_cache(2))
+    last_new, cache_new = new.step(IDS, mask, positions_from_mask(mask), new.empty_cache(2))
+    np.testing.assert_allclose(last_old, last_new, rtol=0, atol=1e-5)
+    for a, b in zip(cache_old.values, cache_new.values):
+        np.testing.assert_array_equal(a, b)
+    # the whole generation loop on the old graph
+    copy = tmp_path / "folder"
+    copy.mkdir()
+    for file in folder.iterdir():
+        if file.is_file() and file.name != "model.onnx":
+            (copy / file.name).write_bytes(file.read_bytes())
+    (copy / "model.onnx").write_bytes((tmp_path / "model.onnx").read_bytes())
+    manifest = read_manifest(copy)
+    manifest.files.pop("model.onnx", None)
+    manifest.ort_model_file = None
+    from runtime.manifest import write_manifest
+
+    write_manifest(copy, manifest, overwrite=True)
+    old_ids = runtime.load(copy, threads=1).generate([5, 9, 11], max_new_tokens=6,
+                                                     eos_token_id=[]).token_ids
+    new_ids = runtime.load(folder, threads=1).generate([5, 9, 11], max_new_tokens=6,
+                                                       eos_token_id=[]).token_ids
+    assert old_ids == new_ids and len(new_ids) == 6
