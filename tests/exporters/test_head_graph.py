@@ -211,7 +211,6 @@ def test_other_tied_layouts_share_one_table(arch, sizes, tmp_path, monkeypatch):
     """GPT-2 gathers through a reshaped copy of input_ids, Gemma scales the embedding, and
     a hidden size of 48 is not a multiple of the 32-wide blocks (MatMulNBits pads it)."""
     from exporters.folding import detach
-
     from exporters.onnx import export_onnx
     from exporters.quantization import quantize
 
