@@ -35,7 +35,7 @@ EDGE_POSITIONS = [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 2, 3], [0, 0,
 def test_edge_rows_have_one_definition_in_core_exporter_and_runtime():
     import numpy as np
 
-    from exporters import detached
+    from exporters import shadow_module as detached
     from runtime.generation import positions_from_mask as runtime_positions
     from shadow_edge import generation
     from shadow_edge.pooling import positions_from_mask

@@ -73,8 +73,16 @@ def test_the_stored_reference_reverifies_without_torch(exports, request, precisi
     report = json.loads(proc.stdout)
     exported = read_manifest(folder).parity
     assert report["passed"] is True and report["precision"] == precision
-    # the same graph, reference and code on the same machine: the same numbers as at export
-    assert _values(report) == pytest.approx(_values(exported), abs=1e-12)
+    # the same graph, reference and code on the same kind of CPU: the same numbers as at
+    # export. On another one (the committed fixture on aarch64 or on an AVX-512 x86)
+    # onnxruntime picks other kernels: the gate's own tolerances (passed above) are the
+    # contract there, and the differences stay small.
+    same_cpu = all(report["platform"].get(key) == exported["platform"].get(key)
+                   for key in ("machine", "cpu_flags"))
+    if same_cpu:
+        assert _values(report) == pytest.approx(_values(exported), abs=1e-12)
+    else:
+        assert _values(report) == pytest.approx(_values(exported), abs=1e-3)
     assert report["platform"]["onnxruntime"] == exported["platform"]["onnxruntime"]
     assert report["reference"]["sha256"] == exported["reference"]["sha256"]
     names = set(_values(report))
