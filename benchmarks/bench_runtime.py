@@ -398,12 +398,18 @@ def median_row(rows: list[dict]) -> dict:
     return merged
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark of the cut SmolLM2 shares: cache folder, layers kept,
+    intra-op threads and prompt length (tokens)."""
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/shadow-edge-bench"))
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prompt-tokens", type=int, default=128)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    model_arguments(parser)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3,
                         help="interleaved rounds per engine; the median is kept")

@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_runtime import prepare_export, prepare_hf, prompt_ids
+from benchmarks.bench_runtime import model_arguments, prepare_export, prepare_hf, prompt_ids
 
 TAG = "issue17"
 MODES = ("all positions", "last position")
@@ -86,10 +86,7 @@ def bench(runner, prompt_tokens: int, repeats: int) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/shadow-edge-bench"))
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--prompt-tokens", type=int, default=128)
+    model_arguments(parser)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
