@@ -100,7 +100,15 @@ def test_the_library_filters_at_its_call_sites(classifier_on_a_causal_lm_base, t
         assert proc.returncode == 0, proc.stderr
         runs[debug] = proc.stderr
     quiet, everything = runs[False], runs[True]
+
+    def load_reports(stderr: str) -> list[str]:
+        # lines, not records: with CI=true transformers also propagates its records to the
+        # root handler of basicConfig, so one record may print twice
+        return [line for line in stderr.splitlines() if LOAD_REPORT in line]
+
     # only the record logged after the export passes: the filter was removed again
-    assert quiet.count(LOAD_REPORT) == 1 and "LOAD REPORT after" in quiet, quiet
+    assert load_reports(quiet) and all("LOAD REPORT after" in line
+                                       for line in load_reports(quiet)), quiet
     assert TORCHVISION not in quiet and "Loading weights" not in quiet
-    assert everything.count(LOAD_REPORT) == 2 and "score.weight" in everything
+    assert any("LOAD REPORT after" not in line for line in load_reports(everything))
+    assert "score.weight" in everything
