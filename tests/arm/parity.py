@@ -15,9 +15,22 @@ files of :data:`PLAN` on the same held-out test commands, greedy:
   (``max_new_tokens`` 32, eos from the manifest), and as scores the logits of the chosen
   tokens, read from the decoding steps ``generate()`` ran.
 
-Inputs (chat-template token ids), labels and token ids must be identical; score
-differences must stay within :data:`TOLERANCE` and are printed. The compare side imports
-only ``runtime`` and numpy.
+Inputs (chat-template token ids) must be identical. Labels and greedy token ids must be
+identical, except at a *near tie*: where x86's two best scores (softmax probabilities, or
+logits at the first differing decoding step) are within twice the tolerance, a change of
+each score by at most the tolerance can swap them, so a different choice there is
+arithmetic, not a bug. Score differences (classification: all; generation: the chosen
+tokens' logits up to the first differing step) must stay within the tolerance:
+
+- fp32: :data:`FP32_TOLERANCE`, fixed;
+- int8: the int8 scheme's own error, measured on x86 in the same reference run: the largest
+  |int8 - fp32| of the same scores. Why: the int8 kernels quantize activations at run time,
+  and onnxruntime's x86 (AVX2) and Arm (NEON dot-product) kernels round them differently,
+  so the two CPUs' int8 results are two equally valid approximations of fp32; the check is
+  that the aarch64 one is no further from x86 than int8 is from fp32.
+
+Each int8 row also counts how many commands give fp32's labels / tokens (x86 fp32 as the
+reference) on aarch64 and on x86. The compare side imports only ``runtime`` and numpy.
 
 Why generation skips ``fp32``'s ``model.ort``: qemu emulates every floating-point vector
 instruction in software, so the fp32 SmolLM2 head (576 x 49,152) runs ~10x slower than
@@ -50,10 +63,11 @@ MIN_COMMANDS = 50
 MAX_NEW_TOKENS = 32
 CLASSIFY_BATCH = 10
 REFERENCES = "references.json"
-# Max |x86 - aarch64| allowed: softmax probabilities (classification) and chosen-token
-# logits (generation, |logit| ~ 10-40). Measured under qemu (Cortex-A76): int8 scores within
-# 1.3e-5, fp32 logits within 4.8e-6 (issue 15), so these leave a margin of ~10-100x.
-TOLERANCE = {"classification": 1e-4, "generation": 1e-3}
+# fp32's max |x86 - aarch64|: softmax probabilities (classification) and chosen-token
+# logits (generation, |logit| ~ 10-40). Measured under qemu (Cortex-A76): fp32 logits within
+# 4.8e-6, probabilities within 1e-6 (issue 15), so these leave a margin of >= 100x. int8's
+# tolerance is measured per run (see the module docstring).
+FP32_TOLERANCE = {"classification": 1e-4, "generation": 1e-3}
 
 
 def commands(n: int) -> list[str]:
@@ -71,8 +85,16 @@ def _inputs(model, texts: list[str], system_prompt: str) -> list[list[int]]:
     return [model.tokenizer.encode(text) for text in texts]
 
 
-def _generate_with_scores(model, prompt: list[int]) -> tuple[list[int], list[float]]:
-    """``model.generate(prompt)`` greedy, and the logit of each token it chose.
+def _margin(scores) -> float:
+    """Best minus second-best score of a 1-D array."""
+    top2 = np.partition(np.asarray(scores, dtype=np.float64), -2)[-2:]
+    return float(top2[1] - top2[0])
+
+
+def _generate_with_scores(model, prompt: list[int]) -> tuple[list[int], list[float],
+                                                              list[float]]:
+    """``model.generate(prompt)`` greedy: the token ids, the logit of each chosen token, and
+    the top-2 logit margin of every decoding step (also the step that chose eos).
 
     Why wrap ``runner.step``: the logits are those generate() decided on (no second pass,
     which would double the cost under emulation); the wrapper is removed afterwards.
@@ -90,19 +112,23 @@ def _generate_with_scores(model, prompt: list[int]) -> tuple[list[int], list[flo
         ids = model.generate(prompt, max_new_tokens=MAX_NEW_TOKENS).token_ids
     finally:
         del runner.step  # back to the class's method
-    return ids, [float(logits[t]) for logits, t in zip(seen, ids)]
+    return (ids, [float(logits[t]) for logits, t in zip(seen, ids)],
+            [_margin(logits) for logits in seen])
 
 
 def run_model(model, texts: list[str], inputs: list[list[int]]) -> dict:
-    """A loaded model's outputs: {"labels" | "token_ids", "scores", "seconds"}."""
+    """A loaded model's outputs: {"labels" | "token_ids", "scores", "margins", "seconds"};
+    ``margins`` are top-2 score margins (one per command, or per decoding step)."""
     start = time.perf_counter()
     if model.manifest.is_generation:
         runs = [_generate_with_scores(model, prompt) for prompt in inputs]
-        out = {"token_ids": [ids for ids, _ in runs], "scores": [s for _, s in runs]}
+        out = {"token_ids": [ids for ids, _, _ in runs], "scores": [s for _, s, _ in runs],
+               "margins": [m for _, _, m in runs]}
     else:
         results = model.classify(texts, batch_size=CLASSIFY_BATCH)
         out = {"labels": [r.label for r in results],
-               "scores": [r.scores.astype(float).tolist() for r in results]}
+               "scores": [r.scores.astype(float).tolist() for r in results],
+               "margins": [_margin(r.scores) for r in results]}
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -149,41 +175,100 @@ def reference(work: Path, n: int, threads: int) -> dict:
     return data
 
 
-def compare_model(ref: dict, inputs: list[list[int]], got: dict) -> dict:
-    """Identical counts and the largest score difference of one model file."""
-    key = "token_ids" if ref["task"] == "generation" else "labels"
-    diffs = [np.max(np.abs(np.subtract(a, b)), initial=0.0) if len(a) == len(b) else np.inf
-             for a, b in zip(ref["scores"], got["scores"])]
-    return {"n": len(ref[key]), "inputs": sum(a == b for a, b in zip(ref["inputs"], inputs)),
-            "identical": sum(a == b for a, b in zip(ref[key], got[key])),
-            "max_score_diff": float(max(diffs)), "tolerance": TOLERANCE[ref["task"]],
-            "seconds": got["seconds"], "x86_seconds": ref["seconds"]}
+def _first_difference(a: list, b: list) -> int | None:
+    """Index of the first differing token (or the shorter length); None when equal."""
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def compare_outputs(ref: dict, got: dict, tolerance: float) -> dict:
+    """Compare one model file's outputs on two CPUs (or two precisions), command by command.
+
+    Returns ``n``; ``identical`` (labels / token ids equal); ``near_ties`` (different only
+    where ``ref``'s top-2 margin is <= 2 * ``tolerance``, with those margins listed in
+    ``tie_margins``); ``other`` (different anywhere else); ``max_score_diff`` over the
+    comparable scores (see the module docstring).
+    """
+    generation = "token_ids" in ref
+    key = "token_ids" if generation else "labels"
+    identical, ties, diffs = 0, [], [0.0]
+    for i, (a, b) in enumerate(zip(ref[key], got[key])):
+        if generation:
+            k = _first_difference(a, b)
+            end = len(a) if k is None else k
+            diffs.append(float(np.max(np.abs(np.subtract(ref["scores"][i][:end],
+                                                         got["scores"][i][:end])), initial=0.0)))
+            margin = None if k is None or k >= len(ref["margins"][i]) else ref["margins"][i][k]
+            same = k is None
+        else:
+            diffs.append(float(np.max(np.abs(np.subtract(ref["scores"][i], got["scores"][i])))))
+            margin, same = ref["margins"][i], a == b
+        if same:
+            identical += 1
+        elif margin is not None and margin <= 2 * tolerance:
+            ties.append(margin)
+    n = len(ref[key])
+    return {"n": n, "identical": identical, "near_ties": len(ties), "tie_margins": ties,
+            "other": n - identical - len(ties), "max_score_diff": max(diffs),
+            "tolerance": tolerance}
+
+
+def tolerances(models: dict) -> dict[str, float]:
+    """Per model file: :data:`FP32_TOLERANCE`, or for int8 the x86 int8 error (the largest
+    |int8 - fp32| of the task's ``.onnx`` files, compared as in :func:`compare_outputs`),
+    never below fp32's."""
+    out = {}
+    for name, ref in models.items():
+        fixed = FP32_TOLERANCE[ref["task"]]
+        if "-int8/" in name:
+            fp32, int8 = models[f"{ref['task']}-fp32/onnx"], models[f"{ref['task']}-int8/onnx"]
+            out[name] = max(fixed, compare_outputs(fp32, int8, 0.0)["max_score_diff"])
+        else:
+            out[name] = fixed
+    return out
 
 
 def compare(work: Path, threads: int) -> int:
     """Run every recorded model file here; print one row each; 0 when all agree."""
     data = json.loads((work / REFERENCES).read_text(encoding="utf-8"))
+    limits = tolerances(data["models"])
     print(f"reference: {data['environment']}\nthis run:  {_environment()}", flush=True)
-    print(f"{'model file':<26} {'n':>3} {'inputs =':>8} {'outputs =':>9} {'max |score diff|':>16} "
-          f"{'tolerance':>9} {'seconds':>8} {'x86 s':>6}", flush=True)
-    failed = []
+    print(f"{'model file':<26} {'n':>3} {'inputs =':>8} {'outputs =':>9} {'near tie':>8} "
+          f"{'max |score diff|':>16} {'tolerance':>9} {'= fp32 here/x86':>15} {'seconds':>8} "
+          f"{'x86 s':>6}", flush=True)
+    failed, ties = [], {}
     for name, ref in data["models"].items():
         model = runtime.load(work / ref["folder"], threads=threads,
                              use_ort_format=ref["model_file"] == "ort")
         inputs = _inputs(model, data["commands"], data["system_prompt"])
-        row = compare_model(ref, inputs, run_model(model, data["commands"], ref["inputs"]))
-        print(f"{name:<26} {row['n']:>3} {row['inputs']:>8} {row['identical']:>9} "
-              f"{row['max_score_diff']:>16.2e} {row['tolerance']:>9.0e} {row['seconds']:>8.1f} "
-              f"{row['x86_seconds']:>6.1f}", flush=True)
-        if (row["n"] < MIN_COMMANDS or row["identical"] < row["n"] or row["inputs"] < row["n"]
+        got = run_model(model, data["commands"], ref["inputs"])
+        row = compare_outputs(ref, got, limits[name])
+        same_inputs = sum(a == b for a, b in zip(ref["inputs"], inputs))
+        vs_fp32 = ""
+        if "-int8/" in name:  # how often int8 gives fp32's labels / tokens, here and on x86
+            fp32 = data["models"][f"{ref['task']}-fp32/onnx"]
+            vs_fp32 = (f"{compare_outputs(fp32, got, 0.0)['identical']}/"
+                       f"{compare_outputs(fp32, ref, 0.0)['identical']}")
+        print(f"{name:<26} {row['n']:>3} {same_inputs:>8} {row['identical']:>9} "
+              f"{row['near_ties']:>8} {row['max_score_diff']:>16.2e} {row['tolerance']:>9.2e} "
+              f"{vs_fp32:>15} {got['seconds']:>8.1f} {ref['seconds']:>6.1f}", flush=True)
+        if row["tie_margins"]:
+            ties[name] = row["tie_margins"]
+        if (row["n"] < MIN_COMMANDS or row["other"] or same_inputs < row["n"]
                 or row["max_score_diff"] > row["tolerance"]):
             failed.append(name)
+    for name, margins in ties.items():
+        print(f"near ties in {name}: x86 top-2 margins " + ", ".join(f"{m:.3g}" for m in margins))
     if failed:
-        print(f"PARITY FAILED for {failed}: inputs, labels and greedy tokens must be identical "
-              f"on >= {MIN_COMMANDS} commands, scores within the tolerance")
+        print(f"PARITY FAILED for {failed}: inputs must be identical, labels and greedy tokens "
+              f"identical except at near ties, on >= {MIN_COMMANDS} commands, scores within "
+              "the tolerance")
         return 1
     print(f"parity: {len(data['models'])} model files x {len(data['commands'])} commands: "
-          "identical inputs, labels and greedy tokens; scores within tolerance")
+          "identical inputs; labels and greedy tokens identical except at near ties; scores "
+          "within tolerance")
     return 0
 
 

@@ -85,6 +85,22 @@ safe_rm() {  # delete a folder of ours: never through a mount, never another fil
   rm -rf --one-file-system -- "$path"
 }
 
+# `run.sh --check`: can this machine run the stages at all? Prints why not and exits 1
+# (.ci/run uses it to say why test-arm cannot run in a CI container without privileges).
+if [[ ${1:-} == --check ]]; then
+  [[ $EUID -eq 0 ]] || { echo "needs root (debootstrap, chroot, mounts)"; exit 1; }
+  if [[ ! -e $BINFMT/register ]] && ! mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null
+  then
+    echo "cannot mount binfmt_misc on $BINFMT (needs CAP_SYS_ADMIN: a VM, or a container" \
+      "started with --privileged)"
+    exit 1
+  fi
+  command -v qemu-aarch64-static >/dev/null && command -v debootstrap >/dev/null ||
+    command -v apt-get >/dev/null ||
+    { echo "qemu-user-static and debootstrap are missing and there is no apt-get"; exit 1; }
+  exit 0
+fi
+
 HOST_TMP=$(mktemp -d /tmp/shadow-edge-arm.XXXXXX)
 X86_PID=
 cleanup() {
