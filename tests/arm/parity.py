@@ -23,11 +23,12 @@ arithmetic, not a bug. Score differences (classification: all; generation: the c
 tokens' logits up to the first differing step) must stay within the tolerance:
 
 - fp32: :data:`FP32_TOLERANCE`, fixed;
-- int8: the int8 scheme's own error, measured on x86 in the same reference run: the largest
-  |int8 - fp32| of the same scores. Why: the int8 kernels quantize activations at run time,
-  and onnxruntime's x86 (AVX2) and Arm (NEON dot-product) kernels round them differently,
-  so the two CPUs' int8 results are two equally valid approximations of fp32; the check is
-  that the aarch64 one is no further from x86 than int8 is from fp32.
+- int8: twice the int8 scheme's own error ``e``, measured on x86 in the same reference run
+  (the largest |int8 - fp32| of the same scores). Why: the int8 kernels quantize
+  activations at run time, and onnxruntime's x86 (AVX2 / AVX-512) and Arm (NEON
+  dot-product) kernels round them differently, so the two CPUs' int8 results are two
+  approximations of fp32; when each is within ``e`` of fp32 they are within ``2 e`` of each
+  other (triangle inequality), and a larger difference means one CPU's int8 is worse.
 
 Each int8 row also counts how many commands give fp32's labels / tokens (x86 fp32 as the
 reference) on aarch64 and on x86. The compare side imports only ``runtime`` and numpy.
@@ -216,15 +217,15 @@ def compare_outputs(ref: dict, got: dict, tolerance: float) -> dict:
 
 
 def tolerances(models: dict) -> dict[str, float]:
-    """Per model file: :data:`FP32_TOLERANCE`, or for int8 the x86 int8 error (the largest
-    |int8 - fp32| of the task's ``.onnx`` files, compared as in :func:`compare_outputs`),
-    never below fp32's."""
+    """Per model file: :data:`FP32_TOLERANCE`, or for int8 twice the x86 int8 error (the
+    largest |int8 - fp32| of the task's ``.onnx`` files, compared as in
+    :func:`compare_outputs`; see the module docstring), never below fp32's."""
     out = {}
     for name, ref in models.items():
         fixed = FP32_TOLERANCE[ref["task"]]
         if "-int8/" in name:
             fp32, int8 = models[f"{ref['task']}-fp32/onnx"], models[f"{ref['task']}-int8/onnx"]
-            out[name] = max(fixed, compare_outputs(fp32, int8, 0.0)["max_score_diff"])
+            out[name] = max(fixed, 2 * compare_outputs(fp32, int8, 0.0)["max_score_diff"])
         else:
             out[name] = fixed
     return out

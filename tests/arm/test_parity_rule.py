@@ -56,7 +56,7 @@ def test_classification_compares_all_scores_and_allows_a_near_tie_label():
     assert row["max_score_diff"] == pytest.approx(9e-4)
 
 
-def test_int8_tolerance_is_the_x86_int8_error_and_fp32_keeps_its_fixed_one():
+def test_int8_tolerance_is_twice_the_x86_int8_error_and_fp32_keeps_its_fixed_one():
     models = {
         "generation-fp32/onnx": generation([[5, 6]], [[10.0, 11.0]], [[3.0, 2.0, 1.0]]),
         "generation-int8/onnx": generation([[5, 6]], [[10.4, 10.9]], [[3.0, 2.0, 1.0]]),
@@ -66,6 +66,7 @@ def test_int8_tolerance_is_the_x86_int8_error_and_fp32_keeps_its_fixed_one():
     }
     limits = tolerances(models)
     assert limits["generation-fp32/onnx"] == 1e-3
-    assert limits["generation-int8/onnx"] == limits["generation-int8/ort"] == pytest.approx(0.4)
+    # x86 int8 is within 0.4 of fp32: two CPUs' int8 may be 2 x 0.4 apart
+    assert limits["generation-int8/onnx"] == limits["generation-int8/ort"] == pytest.approx(0.8)
     # an int8 error below fp32's fixed tolerance does not tighten it
     assert limits["classification-int8/onnx"] == 1e-4
