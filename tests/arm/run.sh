@@ -9,10 +9,11 @@
 #            base install plus the optional `grammar` extra (llguidance), pytest, hypothesis
 #            and the grammar tests' checkers, pinned to the x86 venv's versions (cached)
 #   install  this checkout's wheel (--no-deps) and the sources + tests, copied in
-#   tests    pytest tests/runtime on aarch64: torch-free, against the committed fixtures
 #   x86-ref  the robot-intent exports and their x86 outputs (tests/arm/parity.py, torch);
 #            runs on the host in parallel with the stages above (they leave a core idle)
 #   parity   the robot-intent exports on aarch64 vs x86 (labels, greedy tokens, scores)
+#   tests    pytest tests/runtime on aarch64: torch-free, against the committed fixtures;
+#            runs in parallel with x86-ref and parity (qemu runs each on one core)
 #
 # aarch64 programs run through qemu-user-static as a Cortex-A76 (QEMU_CPU), the Pi 5's
 # core. qemu's default CPU advertises SME, with which onnxruntime's int8 kernels give wrong
@@ -103,12 +104,16 @@ fi
 
 HOST_TMP=$(mktemp -d /tmp/shadow-edge-arm.XXXXXX)
 X86_PID=
+TESTS_PID=
 cleanup() {
-  local status=$?
-  if [[ -n $X86_PID ]] && kill -0 "$X86_PID" 2>/dev/null; then
-    kill "$X86_PID" 2>/dev/null || true
-    wait "$X86_PID" 2>/dev/null || true
-  fi
+  local status=$? pid
+  for pid in $X86_PID $TESTS_PID; do
+    if kill -0 "$pid" 2>/dev/null; then
+      pkill -TERM -P "$pid" 2>/dev/null || true  # e.g. `timeout`, which passes it on
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   unmount_under "$ROOTFS"
   unmount_under "$PARTIAL"
   if [[ -n $(mounts_under "$ROOTFS") ]]; then
@@ -327,6 +332,22 @@ EOF
   return "$status"
 }
 
+start_tests() {  # in the background; finish_tests waits for it and prints its output
+  stage_tests >"$HOST_TMP/tests.out" 2>&1 &
+  TESTS_PID=$!
+  TESTS_START=$(date +%s)
+}
+
+finish_tests() {
+  local status=0
+  wait "$TESTS_PID" || status=$?
+  TESTS_PID=
+  cat "$HOST_TMP/tests.out"
+  log "tests: finished $(($(date +%s) - TESTS_START)) s after it started, in parallel with" \
+    "x86-ref and parity"
+  return "$status"
+}
+
 stage_parity() {
   in_rootfs 2400 /src python -m tests.arm.parity compare /work/robot-intent
 }
@@ -357,9 +378,10 @@ run_stage rootfs stage_rootfs
 mount_api
 run_stage deps stage_deps
 run_stage install stage_install
-run_stage tests stage_tests || FAILED+=(tests)
+start_tests
 run_stage x86-ref stage_x86_reference
 run_stage parity stage_parity || FAILED+=(parity)
+run_stage tests finish_tests || FAILED+=(tests)
 log "stage times:"
 printf '           %s\n' "${TIMES[@]}"
 log "total $(($(date +%s) - START)) s"
