@@ -11,7 +11,7 @@ def generation(token_ids, scores, margins):
 
 
 def classification(labels, scores):
-    margins = [sorted(s)[-1] - sorted(s)[-2] for s in scores]
+    margins = [b - a for a, b in (sorted(s)[-2:] for s in scores)]
     return {"task": "classification", "labels": labels, "scores": scores, "margins": margins}
 
 
