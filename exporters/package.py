@@ -216,6 +216,7 @@ def staged_output(output_dir: str | Path, *, force: bool = False) -> Iterator[Pa
         with _temp_root(scratch):
             yield staging
         shutil.rmtree(scratch)
+        _ordinary_modes(staging)
         _swap_into_place(staging, output, force=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -225,6 +226,21 @@ def staged_output(output_dir: str | Path, *, force: bool = False) -> Iterator[Pa
         raise
     finally:
         _unlock(lock)
+
+
+def _ordinary_modes(staging: Path) -> None:
+    """Give every file and folder below ``staging`` the mode of a new file / folder under
+    the process's umask (0644 / 0755 under umask 022).
+
+    Why: libraries may write private files (onnxruntime's quantizer writes the external
+    ``model.onnx.data`` 0600), which another user of the device could not read. The umask
+    is read off ``staging`` itself (a plain ``mkdir``: 0777 minus the umask), not with
+    ``os.umask``, which would change it for every thread for a moment.
+    """
+    dir_mode = staging.stat().st_mode & 0o777
+    for path in staging.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(dir_mode if path.is_dir() else dir_mode & 0o666)
 
 
 def _swap_into_place(staging: Path, output: Path, *, force: bool) -> None:

@@ -43,8 +43,6 @@ PARTIAL="$ROOTFS.partial"
 MIRROR=${SHADOW_EDGE_ARM_MIRROR:-http://deb.debian.org/debian}
 COMMANDS=${SHADOW_EDGE_ARM_COMMANDS:-50}
 PY=${PYTHON:-$REPO/.venv/bin/python}
-[[ -x $PY ]] || { echo "[test-arm] ERROR: $PY not found: run 'make setup' first (the x86 side needs torch)" >&2; exit 1; }
-PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")  # absolute, venv symlink kept
 SUITE=bookworm                       # Raspberry Pi OS 12 is bookworm-based; Python 3.11
 PACKAGES=python3,python3-venv,ca-certificates
 RECIPE="debootstrap --arch=arm64 --variant=minbase --include=$PACKAGES $SUITE"
@@ -96,17 +94,32 @@ if [[ ${1:-} == --check ]]; then
       "started with --privileged)"
     exit 1
   fi
+  probe=$(mktemp -d /tmp/shadow-edge-arm-check.XXXXXX)
+  if ! mount -t tmpfs tmpfs "$probe" 2>/dev/null; then
+    rmdir "$probe"
+    echo "cannot mount file systems (the chroot needs /proc, /sys and /dev mounted): needs" \
+      "CAP_SYS_ADMIN"
+    exit 1
+  fi
+  umount "$probe" && rmdir "$probe"
   command -v qemu-aarch64-static >/dev/null && command -v debootstrap >/dev/null ||
     command -v apt-get >/dev/null ||
     { echo "qemu-user-static and debootstrap are missing and there is no apt-get"; exit 1; }
   exit 0
 fi
 
+[[ -x $PY ]] || { echo "[test-arm] ERROR: $PY not found: run 'make setup' first (the x86 side needs torch)" >&2; exit 1; }
+PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")  # absolute, venv symlink kept
+
 HOST_TMP=$(mktemp -d /tmp/shadow-edge-arm.XXXXXX)
 X86_PID=
 TESTS_PID=
 cleanup() {
   local status=$? pid
+  if [[ -n $TESTS_PID && -s $HOST_TMP/tests.out ]]; then
+    log "aarch64 runtime tests, stopped unfinished; their output so far:"
+    tail -20 "$HOST_TMP/tests.out"
+  fi
   for pid in $X86_PID $TESTS_PID; do
     if kill -0 "$pid" 2>/dev/null; then
       pkill -TERM -P "$pid" 2>/dev/null || true  # e.g. `timeout`, which passes it on
@@ -342,9 +355,9 @@ finish_tests() {
   local status=0
   wait "$TESTS_PID" || status=$?
   TESTS_PID=
+  TESTS_SECONDS=$(($(date +%s) - TESTS_START))
   cat "$HOST_TMP/tests.out"
-  log "tests: finished $(($(date +%s) - TESTS_START)) s after it started, in parallel with" \
-    "x86-ref and parity"
+  log "== tests: $TESTS_SECONDS s, in parallel with x86-ref and parity"
   return "$status"
 }
 
@@ -381,7 +394,8 @@ run_stage install stage_install
 start_tests
 run_stage x86-ref stage_x86_reference
 run_stage parity stage_parity || FAILED+=(parity)
-run_stage tests finish_tests || FAILED+=(tests)
+finish_tests || FAILED+=(tests)
+TIMES+=("$(printf '%-8s %5d s (beside x86-ref and parity)' tests "$TESTS_SECONDS")")
 log "stage times:"
 printf '           %s\n' "${TIMES[@]}"
 log "total $(($(date +%s) - START)) s"

@@ -19,6 +19,7 @@ import pytest
 
 from exporters import export
 from exporters.errors import ExportError
+from exporters.package import staged_output
 
 pytestmark = pytest.mark.xdist_group("exporters")
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -120,6 +121,28 @@ def test_exported_templates_resolve_as_in_the_source(rich_source, reuse_onnx, tm
 
 
 # ---- permissions follow the umask -------------------------------------------------------------
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755),
+                                                        (0o077, 0o600, 0o700)])
+def test_private_files_written_by_a_library_get_ordinary_modes(tmp_path, umask, file_mode,
+                                                                dir_mode):
+    # onnxruntime's quantizer writes an external model.onnx.data as 0600 (measured on a
+    # Gemma-sized int8 export), which another user of a device could not read
+    previous = os.umask(umask)
+    try:
+        with staged_output(tmp_path / "out") as staging:
+            fd = os.open(staging / "model.onnx.data", os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+            (staging / "sub").mkdir(mode=0o700)
+            (staging / "sub" / "x.json").write_text("{}")
+            (staging / "sub" / "x.json").chmod(0o600)
+    finally:
+        os.umask(previous)
+    out = tmp_path / "out"
+    assert stat.S_IMODE((out / "model.onnx.data").stat().st_mode) == file_mode
+    assert stat.S_IMODE((out / "sub" / "x.json").stat().st_mode) == file_mode
+    assert stat.S_IMODE((out / "sub").stat().st_mode) == dir_mode
+
 
 @pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755),
                                                         (0o077, 0o600, 0o700)])

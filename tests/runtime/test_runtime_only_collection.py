@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# Dependencies of the `export` / `train` extras, absent from a runtime-only install.
+# Dependencies of the `export` / `train` extras, absent from a runtime-only install
+# (huggingface_hub is not listed: tokenizers depends on it).
 NOT_IN_A_RUNTIME_INSTALL = ("torch", "transformers", "onnx", "onnxscript", "safetensors",
-                            "huggingface_hub", "peft", "accelerate", "datasets", "matplotlib")
+                            "peft", "accelerate", "datasets", "matplotlib")
 
 BLOCKER = f"""
 import importlib.abc, sys
