@@ -112,15 +112,15 @@ fi
 PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")  # absolute, venv symlink kept
 
 HOST_TMP=$(mktemp -d /tmp/shadow-edge-arm.XXXXXX)
-X86_PID=
-TESTS_PID=
+declare -A BG_PID=() BG_START=()  # background stages by name (start_background)
 cleanup() {
-  local status=$? pid
-  if [[ -n $TESTS_PID && -s $HOST_TMP/tests.out ]]; then
-    log "aarch64 runtime tests, stopped unfinished; their output so far:"
-    tail -20 "$HOST_TMP/tests.out"
-  fi
-  for pid in $X86_PID $TESTS_PID; do
+  local status=$? name pid
+  for name in "${!BG_PID[@]}"; do
+    pid=${BG_PID[$name]}
+    if [[ -s $HOST_TMP/$name.out ]]; then
+      log "$name, stopped unfinished; its output so far:"
+      tail -20 "$HOST_TMP/$name.out"
+    fi
     if kill -0 "$pid" 2>/dev/null; then
       pkill -TERM -P "$pid" 2>/dev/null || true  # e.g. `timeout`, which passes it on
       kill "$pid" 2>/dev/null || true
@@ -305,22 +305,33 @@ import onnxruntime, tokenizers, llguidance' ||
     die "the runtime's dependencies do not import on aarch64 (see above)"
 }
 
-start_x86_reference() {  # in the background; stage_parity waits for it
-  (cd "$REPO" && PYTHONPATH=$REPO OMP_NUM_THREADS=1 exec "$PY" -m tests.arm.parity reference \
-     "$HOST_TMP/robot-intent" --commands "$COMMANDS" >"$HOST_TMP/reference.out" \
-     2>"$HOST_TMP/reference.log") &
-  X86_PID=$!
-  X86_START=$(date +%s)
+# ---- background stages: the x86 reference (host) and the aarch64 tests (one qemu core) --
+start_background() {  # start_background NAME COMMAND...: stdout to NAME.out, stderr to NAME.log
+  local name=$1
+  shift
+  "$@" >"$HOST_TMP/$name.out" 2>"$HOST_TMP/$name.log" &
+  BG_PID[$name]=$!
+  BG_START[$name]=$(date +%s)
 }
 
-stage_x86_reference() {
-  local status=0
-  wait "$X86_PID" || status=$?
-  X86_PID=
-  cat "$HOST_TMP/reference.out"
-  ((status == 0)) || die "x86 reference failed: $(tail -20 "$HOST_TMP/reference.log")"
-  log "x86-ref: finished $(($(date +%s) - X86_START)) s after it started, in parallel with" \
-    "the stages above (its own time is the line above)"
+wait_background() {  # wait_background NAME: print its output (and stderr if it failed),
+  local name=$1 status=0  # set BG_SECONDS to how long it ran, return its status
+  wait "${BG_PID[$name]}" || status=$?
+  unset "BG_PID[$name]"
+  BG_SECONDS=$(($(date +%s) - BG_START[$name]))
+  cat "$HOST_TMP/$name.out"
+  ((status == 0)) || tail -20 "$HOST_TMP/$name.log" >&2
+  log "$name: ran $BG_SECONDS s in the background"
+  return "$status"
+}
+
+x86_reference() {
+  cd "$REPO" && PYTHONPATH=$REPO OMP_NUM_THREADS=1 exec "$PY" -m tests.arm.parity reference \
+    "$HOST_TMP/robot-intent" --commands "$COMMANDS"
+}
+
+stage_x86_reference() {  # waits for the x86 reference started with the first stage
+  wait_background x86-ref || die "x86 reference failed (its last output above)"
   cp -r "$HOST_TMP/robot-intent" "$ROOTFS/work/robot-intent"
 }
 
@@ -342,22 +353,6 @@ print(f"[test-arm] aarch64 runtime tests: {len(cases)} collected, {counts['passe
       f"{fraction:.1%} ran and passed (required: {float(sys.argv[2]):.0%})")
 sys.exit(0 if fraction >= float(sys.argv[2]) and not counts["failure"] + counts["error"] else 1)
 EOF
-  return "$status"
-}
-
-start_tests() {  # in the background; finish_tests waits for it and prints its output
-  stage_tests >"$HOST_TMP/tests.out" 2>&1 &
-  TESTS_PID=$!
-  TESTS_START=$(date +%s)
-}
-
-finish_tests() {
-  local status=0
-  wait "$TESTS_PID" || status=$?
-  TESTS_PID=
-  TESTS_SECONDS=$(($(date +%s) - TESTS_START))
-  cat "$HOST_TMP/tests.out"
-  log "== tests: $TESTS_SECONDS s, in parallel with x86-ref and parity"
   return "$status"
 }
 
@@ -386,16 +381,16 @@ write_cpuinfo
 START=$(date +%s)
 FAILED=()
 run_stage host stage_host
-start_x86_reference
+start_background x86-ref x86_reference
 run_stage rootfs stage_rootfs
 mount_api
 run_stage deps stage_deps
 run_stage install stage_install
-start_tests
+start_background tests stage_tests
 run_stage x86-ref stage_x86_reference
 run_stage parity stage_parity || FAILED+=(parity)
-finish_tests || FAILED+=(tests)
-TIMES+=("$(printf '%-8s %5d s (beside x86-ref and parity)' tests "$TESTS_SECONDS")")
+wait_background tests || FAILED+=(tests)
+TIMES+=("$(printf '%-8s %5d s (beside x86-ref and parity)' tests "$BG_SECONDS")")
 log "stage times:"
 printf '           %s\n' "${TIMES[@]}"
 log "total $(($(date +%s) - START)) s"

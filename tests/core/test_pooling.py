@@ -35,7 +35,7 @@ EDGE_POSITIONS = [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 2, 3], [0, 0,
 def test_edge_rows_have_one_definition_in_core_exporter_and_runtime():
     import numpy as np
 
-    from exporters import shadow_module as detached
+    from exporters import shadow_module
     from runtime.generation import positions_from_mask as runtime_positions
     from shadow_edge import generation
     from shadow_edge.pooling import positions_from_mask
@@ -45,8 +45,8 @@ def test_edge_rows_have_one_definition_in_core_exporter_and_runtime():
     assert positions_from_mask(mask).tolist() == EDGE_POSITIONS
     assert runtime_positions(np.array(EDGE_MASK)).tolist() == EDGE_POSITIONS
     # the exporter and the core's generate use these very functions (no copies)
-    assert detached.pool_last_token is pool_last_token
-    assert detached.positions_from_mask is positions_from_mask
+    assert shadow_module.pool_last_token is pool_last_token
+    assert shadow_module.positions_from_mask is positions_from_mask
     assert generation.positions_from_mask is positions_from_mask
     hidden = torch.arange(5 * 4, dtype=torch.float32).view(5, 4, 1)
     assert pool_last_token(hidden, mask).flatten().tolist() == [

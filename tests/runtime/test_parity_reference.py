@@ -79,10 +79,7 @@ def test_the_stored_reference_reverifies_without_torch(exports, request, precisi
     # contract there, and the differences stay small.
     same_cpu = all(report["platform"].get(key) == exported["platform"].get(key)
                    for key in ("machine", "cpu_flags"))
-    if same_cpu:
-        assert _values(report) == pytest.approx(_values(exported), abs=1e-12)
-    else:
-        assert _values(report) == pytest.approx(_values(exported), abs=1e-3)
+    assert _values(report) == pytest.approx(_values(exported), abs=1e-12 if same_cpu else 1e-3)
     assert report["platform"]["onnxruntime"] == exported["platform"]["onnxruntime"]
     assert report["reference"]["sha256"] == exported["reference"]["sha256"]
     names = set(_values(report))
