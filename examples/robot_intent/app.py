@@ -7,7 +7,7 @@ the standard library, never torch or transformers, so it runs on a device with o
     python -m examples.robot_intent.app out/robot-intent-generation-int8 --grammar \\
         "turn on the lights in the nursery" "set a timer for 5 minutes"
 
-A generation export yields ``HassLightSet area="nursery" brightness=40``: the intent picks a
+A generation export yields ``HassLightSet area: nursery; brightness: 40``: the intent picks a
 handler and the slots become its keyword arguments. A classification export yields only
 the intent, so its handler is called without slots.
 
@@ -20,10 +20,11 @@ action that names an entity the home does not have is refused before any handler
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from .action import parse_action
 
 SYSTEM_PROMPT = "Home assistant."  # must match examples/robot_intent/data.py
 
@@ -37,17 +38,9 @@ class Action:
 
     @classmethod
     def parse(cls, text: str) -> Action:
-        """Parse ``Intent key=value key="two words"``; raises ValueError on malformed text."""
-        tokens = shlex.split(text.strip())
-        if not tokens:
-            raise ValueError("the model produced no action")
-        slots = {}
-        for token in tokens[1:]:
-            key, sep, value = token.partition("=")
-            if not sep:
-                raise ValueError(f"{token!r} in {text!r} is not key=value")
-            slots[key] = value
-        return cls(tokens[0], slots)
+        """Parse ``Intent key: value; key: two words`` (:mod:`action`); raises ValueError
+        on malformed text."""
+        return cls(*parse_action(text))
 
 
 class Dispatcher:

@@ -22,10 +22,10 @@ The split is fixed and seeded (``SEED``) and measures generalisation:
 - a command text that occurs in train is dropped from validation and test;
 - per-intent counts are capped (``CAPS``) to balance the classes.
 
-Action strings: ``<Intent> key=value ...`` with keys sorted, numbers bare and every other
-value in double quotes (``HassLightSet area="living room" brightness=40``);
-:func:`parse_action` reverses :func:`format_action`. Fixed template slots (e.g. ``domain=light`` for "turn on the
-kitchen lights") are part of the action, as Home Assistant reports them.
+Action strings: :mod:`action` (``HassLightSet area: living room; brightness: 40``, keys
+sorted, values bare so the model copies the command's own tokens). Fixed template slots
+(e.g. ``domain: light`` for "turn on the kitchen lights") are part of the action, as Home
+Assistant reports them.
 
 Run ``python -m examples.robot_intent.data --out examples/robot_intent/data`` to write
 ``{train,validation,test}.jsonl`` (full records), ``*.generation.jsonl`` (TRL
@@ -41,11 +41,11 @@ import hashlib
 import json
 import math
 import random
-import shlex
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .action import format_action, normalize_slots
 from .out_of_scope import NO_ACTION
 
 SEED = 1234
@@ -71,46 +71,6 @@ class Example:
     @property
     def action(self) -> str:
         return format_action(self.intent, self.slots)
-
-
-def _format_value(value) -> str:
-    """Numbers bare (``40``, ``-5``), every other value in double quotes (``"kitchen"``):
-    a model copying a name never has to decide whether it needs quotes."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value)
-    if isinstance(value, int) and not isinstance(value, bool) or text.lstrip("-").isdigit():
-        return text
-    return f'"{text}"'
-
-
-def format_action(intent: str, slots: dict) -> str:
-    """``HassLightSet area="kitchen" brightness=40`` (keys sorted, text values quoted)."""
-    parts = [intent] + [f"{key}={_format_value(slots[key])}" for key in sorted(slots)]
-    return " ".join(parts)
-
-
-def parse_action(action: str) -> tuple[str, dict[str, str]]:
-    """Inverse of :func:`format_action`; values come back as strings.
-
-    Raises:
-        ValueError: the text is empty, unbalanced in quotes, or a part lacks ``=``.
-    """
-    tokens = shlex.split(action)
-    if not tokens:
-        raise ValueError("Empty action string; expected '<Intent> key=value ...'")
-    intent, slots = tokens[0], {}
-    for token in tokens[1:]:
-        key, sep, value = token.partition("=")
-        if not sep or not key:
-            raise ValueError(f"Action part {token!r} is not key=value (in {action!r})")
-        slots[key] = value
-    return intent, slots
-
-
-def normalize_slots(slots: dict) -> dict[str, str]:
-    """Slots as strings, as :func:`parse_action` returns them (for comparisons)."""
-    return parse_action(format_action("X", slots))[1]
 
 
 def load_intents():
@@ -180,7 +140,9 @@ def _draw(entries, split: str, cap: int, intents, rng: random.Random, exclude: s
     per_template = max(1, math.ceil(cap / len(entries)))
     examples: dict[str, Example] = {}
     for template_id, sentence, rules, fixed, domains in entries:
-        expander = Expander(intents.slot_lists, split=split, name_domains=domains)
+        invented = random.Random(f"invented/{template_id}") if split == "train" else None
+        expander = Expander(intents.slot_lists, split=split, name_domains=domains,
+                            invented=invented)
         seen = 0
         for _ in range(per_template * _DRAWS_PER_TARGET):
             text, slots = expander.sample(sentence.expression, rules, rng)

@@ -45,11 +45,19 @@ class Expander:
             numbers to use (:mod:`slots`).
         name_domains: domains allowed for ``{name}`` (from the template's
             ``requires_context``), or None for any domain.
+        invented: training only: the RNG that decides which area, floor and name values get
+            an invented word (:func:`slots.with_invented_word`, share
+            ``slots.INVENTED_SHARE``). A separate RNG, so that turning invented words on or
+            off does not shift the main RNG's draws of the training commands themselves.
+            (Validation and test, drawn later from the same main RNG, still shift a little:
+            fewer duplicate training texts means fewer training draws.)
     """
 
-    def __init__(self, slot_lists, split: str, name_domains: list[str] | None):
+    def __init__(self, slot_lists, split: str, name_domains: list[str] | None,
+                 invented: random.Random | None = None):
         self.slot_lists = slot_lists
         self.split = split
+        self.invented = invented
         self.pick_area = own_slots.AreaPicker(split)
         self.pick_name = own_slots.NamePicker(name_domains, split)
         self.floors = own_slots.floor_pool(split)
@@ -92,6 +100,8 @@ class Expander:
                 value = rng.choice(self.floors)
             else:
                 value, _domain = self.pick_name(rng)
+            if self.invented is not None and self.invented.random() < own_slots.INVENTED_SHARE:
+                value = own_slots.with_invented_word(value, name, self.invented)
             captured[slot] = value
             return value
         slot_list = self.slot_lists[name]

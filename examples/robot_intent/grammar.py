@@ -6,9 +6,10 @@ llguidance dialect that ``runtime``'s ``grammar=`` takes) that allows exactly:
 
 - ``none`` (no action), or
 - an intent name followed by one of the slot-key combinations its templates produce
-  (``schema.json`` of the data folder, :func:`data.schema_of`), keys in sorted order, where
-  an entity slot takes one of the home's values (quoted), a number slot an integer, and a
-  fixed slot one of its Home Assistant values (quoted).
+  (``schema.json`` of the data folder, :func:`data.schema_of`), keys in sorted order and
+  written as :mod:`action` writes them (``HassTurnOn area: nursery; domain: light``), where
+  an entity slot takes one of the home's values, a number slot an integer, and a fixed slot
+  one of its Home Assistant values.
 
 So a constrained model can only name a room or device the home has, with the intent's own
 slots. Runtime-only: standard library and ``runtime``, no torch.
@@ -21,6 +22,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .action import KEY_SEPARATOR, PART_SEPARATOR, format_value
 
 HERE = Path(__file__).resolve().parent
 SCHEMA_FILE = HERE / "data" / "schema.json"
@@ -64,8 +67,8 @@ def _literal(text: str) -> str:
     return json.dumps(text)
 
 
-def _quoted_alternatives(values: Iterable[str]) -> str:
-    return " | ".join(_literal(f'"{v}"') for v in sorted(set(values)))
+def _alternatives(values: Iterable[str]) -> str:
+    return " | ".join(_literal(v) for v in sorted(set(values)))
 
 
 def _rule(name: str) -> str:
@@ -79,22 +82,30 @@ def action_grammar(schema: dict, home: Home) -> str:
     flat) is left out; the intent's other slot sets remain.
 
     Raises:
-        ValueError: the home lists no entity at all.
+        ValueError: the home lists no entity at all, or an entity name cannot be an
+            action value (blank, spaces at its ends, ``";"`` or a line break; see
+            :func:`action.format_value`).
     """
     if not (home.areas or home.floors or home.names):
         raise ValueError("the home has no areas, floors or names; list at least one entity")
+    for value in home.areas + home.floors + home.names:
+        try:
+            format_value(value)
+        except ValueError as err:
+            raise ValueError(f"entity name {value!r} cannot be used: {err}") from None
     rules: dict[str, str] = {}
     intent_rules = []
     for intent, spec in sorted(schema["intents"].items()):
         alternatives = []
         for keys in spec["slot_sets"]:
             parts = [_literal(intent)]
-            for key in keys:
+            for index, key in enumerate(keys):
                 value_rule = _value_rule(intent, key, spec["slots"][key], home, rules)
                 if value_rule is None:  # an entity kind this home does not have
                     parts = None
                     break
-                parts += [_literal(f" {key}="), value_rule]
+                separator = " " if index == 0 else PART_SEPARATOR
+                parts += [_literal(f"{separator}{key}{KEY_SEPARATOR}"), value_rule]
             if parts is not None:
                 alternatives.append(" ".join(parts))
         if alternatives:
@@ -113,13 +124,13 @@ def _value_rule(intent: str, key: str, kind, home: Home, rules: dict[str, str]) 
         if not values:
             return None
         name = f"entity_{entity}"
-        rules.setdefault(name, _quoted_alternatives(values))
+        rules.setdefault(name, _alternatives(values))
         return name
     options = []
     if kind.get("number"):
         options.append(NUMBER)
     if kind.get("enum"):
-        options.append(_quoted_alternatives(kind["enum"]))
+        options.append(_alternatives(kind["enum"]))
     name = f"value_{_rule(intent)}_{_rule(key)}"
     rules[name] = " | ".join(options)
     return name

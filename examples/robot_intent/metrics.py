@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .data import normalize_slots, parse_action
+from .action import normalize_slots, parse_action
 from .out_of_scope import NO_ACTION
 
 

@@ -1,12 +1,11 @@
 """Build the two robot-intent shadow models on the real SmolLM2 base, and encode examples.
 
-- Generation (causal LM): an explicit 2-layer ``LlamaModel`` shadow initialised from the
-  base's own first two decoder layers and final norm, fed the base's (frozen) input
-  embeddings; the shadow head is the base's tied ``lm_head`` (frozen). Measured in
-  ``../shared/ASSETS.md``: 0.95 intent exact match after 10-15 min on 2 cores.
-- Classification: an implicit 1-layer shadow (random init) on
-  ``LlamaForSequenceClassification`` with 35 labels; both classifier heads train.
-  Measured: 0.96 shadow-only accuracy after 15 min.
+- Generation (causal LM): an explicit ``LlamaModel`` shadow initialised from chosen base
+  decoder layers and the final norm, fed the base's (frozen) input embeddings; the shadow
+  head is the base's tied ``lm_head`` (frozen).
+- Classification: on ``LlamaForSequenceClassification`` with 36 labels (35 intents and
+  ``none``), either an implicit 1-layer shadow (random init) or, like generation, an
+  explicit shadow of chosen base layers; both classifier heads train.
 
 Both use ``shadow_loss_weight=1.0``: the shadow ships alone, so its loss counts fully.
 """
@@ -104,15 +103,30 @@ def build_generation_model(base_dir: Path, *, shadow_loss_weight: float = SHADOW
 
 
 def build_classification_model(base_dir: Path, labels: list[str], *,
-                               shadow_loss_weight: float = SHADOW_LOSS_WEIGHT):
-    """A trainable ``ShadowForSequenceClassification`` (implicit 1-layer shadow)."""
+                               shadow_loss_weight: float = SHADOW_LOSS_WEIGHT, layers=None):
+    """A trainable ``ShadowForSequenceClassification``.
+
+    ``layers=None``: an implicit 1-layer shadow (random init); otherwise an explicit shadow
+    of those base layers (see :func:`explicit_shadow_from_base`), fed the base's
+    embeddings. Both classifier heads train.
+    """
     from transformers import AutoModelForSequenceClassification
 
-    from shadow_edge import ShadowConfig, ShadowForSequenceClassification, get_shadow_model
+    from shadow_edge import (
+        ShadowConfig,
+        ShadowForSequenceClassification,
+        get_shadow_model,
+        prepare_shadow_model,
+    )
 
     base = AutoModelForSequenceClassification.from_pretrained(
         str(base_dir), dtype=torch.float32, num_labels=len(labels),
         id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
     )
-    peft = get_shadow_model(base, ShadowConfig(num_shadow_layers=1))
+    if layers is None:
+        peft = get_shadow_model(base, ShadowConfig(num_shadow_layers=1))
+    else:
+        shadow = prepare_shadow_model(explicit_shadow_from_base(base, layers),
+                                      remove_embed_tokens=True)
+        peft = get_shadow_model(base, ShadowConfig(), shadow_model=shadow)
     return ShadowForSequenceClassification(peft, shadow_loss_weight=shadow_loss_weight)

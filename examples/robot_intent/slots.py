@@ -19,6 +19,13 @@ A value of the validation or test pool never equals a training value, and the wo
 make validation and test areas and modifiers never occur in training values (tests check
 both). Counts: ``python -m examples.robot_intent.slots``.
 
+Training values also get *invented* words (:func:`with_invented_word`, 60% of the
+training areas, floors and device names: ``"grendwick kitchen"``, ``"sloam lamp"``). A
+word list of a few hundred words can be memorised; a word made of random syllables
+cannot, so the only way to fit those commands is to copy the name from the command, which
+is what validation and test ask for. Invented words never contain a validation or test
+word.
+
 Numbers in ranges with at least ``HELDOUT_NUMBER_MIN_RANGE`` values are split too: a
 fixed fifth of the values (by a hash) is used only outside training, so a model must copy
 digits it was not trained to write for that slot.
@@ -316,6 +323,68 @@ def draw_number(start: int, stop: int, step: int, slot: str, split: str,
         if number_split(value, slot) == wanted:
             return value
     raise ValueError(f"no {wanted} value in range({start}, {stop + 1}, {step}) for {slot!r}")
+
+
+#: Share of training area, floor and device-name values that get an invented word.
+INVENTED_SHARE = 0.6
+# Syllable parts for invented words: many onsets, vowels and codas, so that the invented
+# words cover hundreds of different BPE tokens (a handful of fixed syllables gave ~180 first
+# tokens, which a model memorises instead of learning to copy).
+_ONSETS = ("b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w",
+           "y", "z", "br", "ch", "cl", "cr", "dr", "fl", "gr", "kr", "pl", "pr", "sh", "sk", "sl",
+           "sn", "st", "th", "tr", "qu", "wh", "sp", "gl", "x", "")
+_VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "ee", "oo", "ou", "ie", "y", "au", "oa")
+_CODAS = ("", "", "", "n", "r", "s", "t", "l", "m", "ng", "nd", "st", "ck", "x", "rt", "sh",
+          "th", "ff", "ll", "z", "k", "p", "d", "g")
+
+
+@cache
+def _heldout_words() -> frozenset[str]:
+    """Every word of a validation or test value (invented words must not contain one)."""
+    words = set()
+    for split in ("validation", "test"):
+        for value in _all_values(split):
+            words |= {w.removesuffix("'s") for w in value.split() if not w.isdigit()}
+    return frozenset(w for w in words if len(w) >= 3)
+
+
+def invented_word(rng: random.Random) -> str:
+    """A pronounceable word of 1-3 random syllables (onset + vowel + coda), at least 3
+    letters, that contains no held-out word.
+
+    Raises:
+        RuntimeError: 1,000 draws all contained a held-out word (not seen in practice).
+    """
+    heldout = _heldout_words()
+    for _ in range(1000):
+        word = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+                       for _ in range(rng.choice((1, 2, 2, 2, 3))))
+        if len(word) < 3:
+            continue
+        if not any(h in word for h in heldout):
+            return word
+    raise RuntimeError("could not invent a word free of held-out words")
+
+
+def with_invented_word(value: str, kind: str, rng: random.Random) -> str:
+    """``value`` with one word replaced by :func:`invented_word` (training only).
+
+    Areas may lose any word (the room word too: ``"blue sloam"``); device names and floors
+    of two or more words keep their last word, which names the kind (``"kelvodor lamp"``,
+    ``"zutin floor"``); a one-word value is replaced whole. A possessive stays possessive;
+    values with a number are returned unchanged.
+
+    Raises:
+        RuntimeError: see :func:`invented_word`.
+    """
+    words = value.split(" ")
+    if any(w.isdigit() for w in words):
+        return value
+    last = len(words) if kind == "area" or len(words) == 1 else len(words) - 1
+    index = rng.randrange(last)
+    new = invented_word(rng)
+    words[index] = f"{new}'s" if words[index].endswith("'s") else new
+    return " ".join(words)
 
 
 def summary() -> str:

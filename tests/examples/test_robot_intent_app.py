@@ -7,17 +7,18 @@ import sys
 
 import pytest
 
+from examples.robot_intent import action as action_format
 from examples.robot_intent import app, data
 
 
 def test_action_parse_matches_the_data_format():
-    text = data.format_action("HassLightSet", {"area": "living room", "brightness": 40})
+    text = action_format.format_action("HassLightSet", {"area": "living room", "brightness": 40})
     action = app.Action.parse(text)
     assert action == app.Action("HassLightSet", {"area": "living room", "brightness": "40"})
 
 
 def test_action_parse_rejects_malformed_text():
-    with pytest.raises(ValueError, match="key=value"):
+    with pytest.raises(ValueError, match="is not 'key: value'"):
         app.Action.parse("HassTurnOn kitchen")
     with pytest.raises(ValueError, match="no action"):
         app.Action.parse("")

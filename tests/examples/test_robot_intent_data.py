@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from examples.robot_intent import data, out_of_scope, slots
+from examples.robot_intent import action, data, out_of_scope, slots
 from examples.robot_intent.metrics import classification_scores, generation_scores
 
 
@@ -125,7 +125,7 @@ def test_schema_lists_each_intents_slot_sets_and_kinds(splits):
     assert step["number"] and {"up", "down"} <= set(step["enum"])
     assert schema["intents"]["none"] == {"slot_sets": [[]], "slots": {}}
     for e in splits["test"]:  # every test action fits the schema
-        intent, slot_values = data.parse_action(e.action)
+        intent, slot_values = action.parse_action(e.action)
         assert sorted(slot_values) in schema["intents"][intent]["slot_sets"]
 
 
@@ -133,33 +133,81 @@ def test_schema_lists_each_intents_slot_sets_and_kinds(splits):
     "intent, slot_values, expected",
     [
         ("HassLightSet", {"brightness": 40, "area": "kitchen"},
-         'HassLightSet area="kitchen" brightness=40'),
-        ("HassTurnOn", {"name": "desk lamp"}, 'HassTurnOn name="desk lamp"'),
-        ("HassSetVolumeRelative", {"volume_step": "-5"}, "HassSetVolumeRelative volume_step=-5"),
-        ("HassSetVolumeRelative", {"volume_step": "up"}, 'HassSetVolumeRelative volume_step="up"'),
+         "HassLightSet area: kitchen; brightness: 40"),
+        ("HassTurnOn", {"name": "desk lamp"}, "HassTurnOn name: desk lamp"),
+        ("HassSetVolumeRelative", {"volume_step": "-5"}, "HassSetVolumeRelative volume_step: -5"),
+        ("HassSetVolumeRelative", {"volume_step": "up"}, "HassSetVolumeRelative volume_step: up"),
         ("HassNevermind", {}, "HassNevermind"),
-        ("HassClimateSetTemperature", {"temperature": 21.0}, "HassClimateSetTemperature temperature=21"),
+        ("HassClimateSetTemperature", {"temperature": 21.0},
+         "HassClimateSetTemperature temperature: 21"),
+        ("HassTurnOn", {"area": "eva's roof deck", "domain": "light"},
+         "HassTurnOn area: eva's roof deck; domain: light"),
     ],
 )
-def test_action_format_is_sorted_and_quoted(intent, slot_values, expected):
-    assert data.format_action(intent, slot_values) == expected
-    name, parsed = data.parse_action(expected)
+def test_action_format_is_sorted_and_bare(intent, slot_values, expected):
+    assert action.format_action(intent, slot_values) == expected
+    name, parsed = action.parse_action(expected)
     assert name == intent
-    assert parsed == data.normalize_slots(slot_values)
+    assert parsed == action.normalize_slots(slot_values)
 
 
 def test_every_action_parses_back(splits):
     for e in splits["train"] + splits["test"]:
-        name, parsed = data.parse_action(e.action)
+        name, parsed = action.parse_action(e.action)
         assert name == e.intent
-        assert parsed == data.normalize_slots(e.slots)
+        assert parsed == action.normalize_slots(e.slots)
 
 
-def test_parse_action_rejects_bad_text():
-    with pytest.raises(ValueError, match="key=value"):
-        data.parse_action("HassTurnOn kitchen")
-    with pytest.raises(ValueError, match="Empty"):
-        data.parse_action("  ")
+@pytest.mark.parametrize("text", ["HassTurnOn kitchen", "HassTurnOn area kitchen",
+                                  "HassTurnOn area: kitchen; lamp", "HassTurnOn area: ",
+                                  "HassTurnOn area:kitchen", "HassTurnOn : kitchen",
+                                  "HassTurnOn area: kitchen;"])
+def test_parse_action_rejects_parts_that_are_not_key_value(text):
+    with pytest.raises(ValueError, match="is not 'key: value'"):
+        action.parse_action(text)
+
+
+def test_parse_action_rejects_empty_text_and_repeated_keys():
+    with pytest.raises(ValueError, match="no action"):
+        action.parse_action("  ")
+    with pytest.raises(ValueError, match="appears twice"):
+        action.parse_action("HassTurnOn area: den; area: hall")
+
+
+@pytest.mark.parametrize("value", ["lamp; tv", "lamp\ntv", "", " lamp", "lamp "])
+def test_format_refuses_values_parse_could_not_give_back(value):
+    with pytest.raises(ValueError, match="slot value"):
+        action.format_action("HassTurnOn", {"name": value})
+
+
+def test_committed_data_is_what_the_code_writes(splits):
+    from examples.robot_intent.evaluate import DATA
+
+    for name in data.SPLITS:
+        committed = data.read_split(DATA, name)
+        assert [(e.text, e.intent, e.slots, e.template) for e in committed] == [
+            (e.text, e.intent, e.slots, e.template) for e in splits[name]], name
+
+
+def test_values_are_tokenized_as_in_the_command():
+    """The reason for the format: a copied name is the same tokens as in the command."""
+    from tokenizers import Tokenizer
+
+    from shadow_edge.assets import smollm2_hf_dir
+
+    tok = Tokenizer.from_file(str(smollm2_hf_dir() / "tokenizer.json"))
+    for command, slot_values in [("unpause in my larder", {"area": "larder"}),
+                                 ("return the roof deck cleaning robot to base",
+                                  {"name": "roof deck cleaning robot"}),
+                                 ("make eva's roof deck warmer", {"area": "eva's roof deck"})]:
+        said = tok.encode(command).ids
+        written = tok.encode(action.format_action("HassX", slot_values)).ids
+        value = tok.encode(" " + next(iter(slot_values.values()))).ids
+        assert _contains(said, value) and _contains(written, value)
+
+
+def _contains(seq: list[int], part: list[int]) -> bool:
+    return any(seq[i:i + len(part)] == part for i in range(len(seq) - len(part) + 1))
 
 
 def test_written_files_and_labels(tmp_path, splits):
@@ -188,7 +236,7 @@ def test_metrics_on_known_values():
     g = generation_scores(
         ["HassTurnOn", "HassTurnOff", "HassLightSet"],
         [{"name": "tv"}, {}, {"brightness": 5}],
-        ['HassTurnOn name=tv', "HassTurnOf", "HassLightSet brightness=6"],
+        ["HassTurnOn name: tv", "HassTurnOf", "HassLightSet brightness: 6"],
         {"HassTurnOn", "HassTurnOff", "HassLightSet"},
     )
     assert g["intent_exact_match"] == pytest.approx(2 / 3)
@@ -200,7 +248,7 @@ def test_slot_scores_and_out_of_scope_rates_on_known_values():
     g = generation_scores(
         ["HassTurnOn", "HassTurnOn", "none", "none", "HassLightSet"],
         [{"area": "nursery"}, {"name": "desk lamp"}, {}, {}, {"area": "attic", "brightness": 5}],
-        ["HassTurnOn area=nursery", "HassTurnOn name=lamp", "none", "HassTurnOn area=den",
+        ["HassTurnOn area: nursery", "HassTurnOn name: lamp", "none", "HassTurnOn area: den",
          "none"],
         {"HassTurnOn", "HassLightSet", "none"},
     )

@@ -49,15 +49,16 @@ def test_training_actions_are_accepted_too():
 
 @pytest.mark.parametrize("action", [
     "HassFlyToTheMoon",                                  # unknown intent
-    'HassTurnOn area="moon base"',                       # an area the home does not have
-    'HassTurnOn area="nursery',                          # unbalanced quote
-    'HassTurnOn name="nursery lamp" area="nursery"',     # keys out of order
-    'HassGetCurrentTime area="nursery"',                 # a key the intent does not take
-    'HassTurnOn  area="nursery"',                        # double space
-    'HassLightSet brightness="40" name="nursery lamp"',  # a number in quotes
-    "HassLightSet brightness=40 name=nursery",           # a name without quotes
-    'HassTurnOn domain="toaster"',                       # not a Home Assistant domain value
-    "none area=\"nursery\"",                             # no action takes no slots
+    "HassTurnOn area: moon base",                        # an area the home does not have
+    "HassTurnOn area: nurser",                           # part of a name
+    "HassTurnOn name: nursery lamp; area: nursery",      # keys out of order
+    "HassGetCurrentTime area: nursery",                  # a key the intent does not take
+    "HassTurnOn  area: nursery",                         # double space
+    "HassTurnOn area=nursery",                           # not 'key: value'
+    "HassLightSet brightness: forty; name: nursery lamp",  # a number in words
+    "HassLightSet brightness: 40 name: nursery lamp",    # no '; ' between parts
+    "HassTurnOn domain: toaster",                        # not a Home Assistant domain value
+    "none area: nursery",                                # no action takes no slots
 ])
 def test_malformed_or_foreign_actions_are_rejected(action):
     parser = _parser(Home(("nursery", "study"), ("top floor",), ("nursery lamp",)))
@@ -67,9 +68,15 @@ def test_malformed_or_foreign_actions_are_rejected(action):
 
 def test_a_home_without_floors_drops_the_slot_sets_that_need_one():
     parser = _parser(Home(("nursery",), (), ("nursery lamp",)))
-    parser.parse('HassTurnOn area="nursery" domain="light"')
+    parser.parse("HassTurnOn area: nursery; domain: light")
     with pytest.raises(lark.exceptions.LarkError):
-        parser.parse('HassTurnOn domain="light" floor="top floor"')
+        parser.parse("HassTurnOn domain: light; floor: top floor")
+
+
+@pytest.mark.parametrize("name", ["nursery; study", "nursery ", " ", "top\nfloor"])
+def test_entity_names_that_would_break_an_action_are_refused(name):
+    with pytest.raises(ValueError, match="cannot be used"):
+        action_grammar(load_schema(), Home((name,)))
 
 
 def test_an_empty_home_is_refused():

@@ -26,23 +26,25 @@ from examples.robot_intent.evaluate import (
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("robot_intent")]
 
 N_COMMANDS = 200
-#: Measured on this sample on 2026-12-01 (AMD EPYC, AVX2; onnxruntime 1.32, 1 thread) minus
-#: a margin for other int8 kernels (AVX-512 VNNI, NEON). Measured: generation int8 intent EM
-#: 0.945, action EM 0.515, with the home grammar 0.735 (area F1 0.718, device-name F1 0.595),
-#: int8 = fp32 on 0.945 of commands; classification int8 accuracy 0.940, = fp32 1.000.
-#: Issue 12's targets are higher; the gaps are in examples/robot_intent/README.md.
+#: Measured on this sample on 2026-12-01 (AMD EPYC with AVX-512 VNNI; onnxruntime 1.32,
+#: 1 thread) minus a margin for other int8 kernels (AVX2, NEON). Measured: generation int8
+#: intent EM 0.960, action EM 0.720, with the home grammar 0.770 (area F1 0.692,
+#: device-name F1 0.768), int8 = fp32 on 0.960 of commands; classification int8 accuracy
+#: 0.950, = fp32 1.000. Issue 12's targets are higher; the gaps are in
+#: examples/robot_intent/README.md.
 FLOORS = {
-    "generation": {"intent_exact_match": 0.92, "action_exact_match": 0.47,
-                   "grammar_action_exact_match": 0.69, "grammar_area_f1": 0.66,
-                   "grammar_name_f1": 0.54, "int8_vs_fp32": 0.90},
+    "generation": {"intent_exact_match": 0.93, "action_exact_match": 0.67,
+                   "grammar_action_exact_match": 0.72, "grammar_area_f1": 0.64,
+                   "grammar_name_f1": 0.72, "int8_vs_fp32": 0.90},
     "classification": {"accuracy": 0.92, "int8_vs_fp32": 0.98},
 }
 #: Out-of-scope commands answered with an action (23 in the sample). Measured: generation
-#: 4 (0.174), classification 2 (0.087); one more is allowed.
-MAX_FALSE_ACCEPT = {"generation": 0.22, "classification": 0.13}
-#: The attached model (torch base_shadow), measured: generation intent EM 0.085 (the joint
-#: phase was short, see the README), classification accuracy 0.925.
-ATTACHED_FLOORS = {"generation": 0.06, "classification": 0.90}
+#: 1 (0.043), classification 2 (0.087); one more is allowed.
+MAX_FALSE_ACCEPT = {"generation": 0.09, "classification": 0.13}
+#: The attached model (torch base_shadow), measured: classification accuracy 0.940. The
+#: generation checkpoint had no joint phase (see the README), so its attached model is the
+#: plain base; test_the_generation_checkpoint_leaves_the_base_unchanged checks that.
+ATTACHED_FLOORS = {"classification": 0.90}
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +64,8 @@ def task_results(request, sample, robot_exports, robot_base_dir):
     task = request.param
     tok, labels, examples = sample["tokenizer"], sample["labels"], sample["examples"]
     model = load_torch(CHECKPOINTS[task], robot_base_dir, task)
-    torch_rows = {mode: eval_torch(model, tok, task, examples, labels, mode)
-                  for mode in ("shadow_only", "base_shadow")}
+    modes = ("shadow_only", "base_shadow") if task in ATTACHED_FLOORS else ("shadow_only",)
+    torch_rows = {mode: eval_torch(model, tok, task, examples, labels, mode) for mode in modes}
     del model
     rows = {precision: eval_runtime(robot_exports[f"{task}-{precision}"], tok, task, examples,
                                     labels, f"ONNX {precision}", threads=1)
@@ -133,9 +135,28 @@ def test_the_attached_model_meets_its_floor(task_results):
     """base_shadow on the same commands. Issue 12 asks for base_shadow >= shadow_only; not met
     (measured gaps in the README), so this guards the measured level, not the target."""
     task, torch_rows, _ = task_results
+    if task not in ATTACHED_FLOORS:
+        return
     assert torch_rows["base_shadow"].primary >= ATTACHED_FLOORS[task], \
         torch_rows["base_shadow"].summary()
     assert torch_rows["base_shadow"].primary < torch_rows["shadow_only"].primary
+
+
+def test_the_generation_checkpoint_leaves_the_base_unchanged(robot_base_dir):
+    """The generation shadow was trained alone (no joint phase): the injection's up
+    projections are still their zero init, so attached (base_shadow) logits are the frozen
+    base's own, to the last bit."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = load_torch(CHECKPOINTS["generation"], robot_base_dir, "generation")
+    ups = model.peft_model.shadow_injection_model.injection_ups
+    assert ups.abs().max().item() == 0.0
+    base = AutoModelForCausalLM.from_pretrained(str(robot_base_dir), dtype=torch.float32).eval()
+    ids = torch.tensor([[1, 9690, 198, 19556, 30, 2, 2]])
+    model.set_inference_mode("base_shadow")
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, base(input_ids=ids).logits)
 
 
 def test_runtime_chat_template_gives_the_training_prompt_ids(robot_exports, sample):
@@ -152,9 +173,7 @@ def test_app_acts_only_on_the_home_s_entities(robot_exports):
 
     With the home grammar every action names only the home's entities; without it, an
     action naming an entity the home lacks is refused before a handler runs. Issue 12's
-    example "turn on the lights in the nursery" is not right yet: the shadow picks another
-    of the home's rooms with the grammar, a made-up one without (README, "Against the
-    targets"), so only its intent and the validity of its area are asserted.
+    example "turn on the lights in the nursery" is right in both modes.
     """
     from examples.robot_intent.app import Action, RobotApp
 
@@ -167,12 +186,13 @@ def test_app_acts_only_on_the_home_s_entities(robot_exports):
                                 {"name": "chapel thermostat", "temperature": "19"})
     assert actions[1] == Action("HassStartTimer", {"minutes": "12"})
     assert actions[2] == Action("none")
-    assert actions[3].intent == "HassTurnOn" and actions[3].slots["area"] in app.home.areas
+    assert actions[3] == Action("HassTurnOn", {"area": "nursery", "domain": "light"})
     assert not any(result.startswith("refused") for _, _, result in results)
 
     free = RobotApp(str(robot_exports["generation-int8"]), threads=1, grammar=False)
     free_results = free(commands)
     assert [a.intent for _, a, _ in free_results] == [a.intent for a in actions]
+    assert free_results[3][1] == actions[3]
     for _, action, result in free_results:
         assert result.startswith("refused") == bool(free.unknown_entities(action))
 
