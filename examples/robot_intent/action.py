@@ -64,11 +64,12 @@ def parse_action(text: str) -> tuple[str, dict[str, str]]:
     slots: dict[str, str] = {}
     for part in rest.split(PART_SEPARATOR) if rest else ():
         key, sep, value = part.partition(KEY_SEPARATOR)
-        if not sep or not key or not value.strip() or " " in key or ";" in value:
+        value = value.strip()
+        if not sep or not key or not value or " " in key or ";" in value:
             raise ValueError(f"{part!r} in {text!r} is not 'key: value'")
         if key in slots:
             raise ValueError(f"key {key!r} appears twice in {text!r}")
-        slots[key] = value.strip()
+        slots[key] = value
     return intent, slots
 
 

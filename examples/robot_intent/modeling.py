@@ -3,9 +3,9 @@
 - Generation (causal LM): an explicit ``LlamaModel`` shadow initialised from chosen base
   decoder layers and the final norm, fed the base's (frozen) input embeddings; the shadow
   head is the base's tied ``lm_head`` (frozen).
-- Classification: on ``LlamaForSequenceClassification`` with 36 labels (35 intents and
-  ``none``), either an implicit 1-layer shadow (random init) or, like generation, an
-  explicit shadow of chosen base layers; both classifier heads train.
+- Classification: an implicit 1-layer shadow (random init) on
+  ``LlamaForSequenceClassification`` with 36 labels (35 intents and ``none``); both
+  classifier heads train.
 
 Both use ``shadow_loss_weight=1.0``: the shadow ships alone, so its loss counts fully.
 """
@@ -103,30 +103,15 @@ def build_generation_model(base_dir: Path, *, shadow_loss_weight: float = SHADOW
 
 
 def build_classification_model(base_dir: Path, labels: list[str], *,
-                               shadow_loss_weight: float = SHADOW_LOSS_WEIGHT, layers=None):
-    """A trainable ``ShadowForSequenceClassification``.
-
-    ``layers=None``: an implicit 1-layer shadow (random init); otherwise an explicit shadow
-    of those base layers (see :func:`explicit_shadow_from_base`), fed the base's
-    embeddings. Both classifier heads train.
-    """
+                               shadow_loss_weight: float = SHADOW_LOSS_WEIGHT):
+    """A trainable ``ShadowForSequenceClassification`` (implicit 1-layer shadow)."""
     from transformers import AutoModelForSequenceClassification
 
-    from shadow_edge import (
-        ShadowConfig,
-        ShadowForSequenceClassification,
-        get_shadow_model,
-        prepare_shadow_model,
-    )
+    from shadow_edge import ShadowConfig, ShadowForSequenceClassification, get_shadow_model
 
     base = AutoModelForSequenceClassification.from_pretrained(
         str(base_dir), dtype=torch.float32, num_labels=len(labels),
         id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
     )
-    if layers is None:
-        peft = get_shadow_model(base, ShadowConfig(num_shadow_layers=1))
-    else:
-        shadow = prepare_shadow_model(explicit_shadow_from_base(base, layers),
-                                      remove_embed_tokens=True)
-        peft = get_shadow_model(base, ShadowConfig(), shadow_model=shadow)
+    peft = get_shadow_model(base, ShadowConfig(num_shadow_layers=1))
     return ShadowForSequenceClassification(peft, shadow_loss_weight=shadow_loss_weight)

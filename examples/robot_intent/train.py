@@ -64,11 +64,9 @@ def _parse(argv):
     p.add_argument("--eval-modes", default="shadow_only,base_shadow",
                    help="inference modes scored at each evaluation (the kept model is the one "
                         "whose weakest mode scores best)")
-    p.add_argument("--shadow-layers", default=None,
-                   help="generation: how many first base layers the explicit shadow copies "
-                        f"(default {modeling.GENERATION_SHADOW_LAYERS}), or their indices "
-                        "(e.g. 0,1,15,16,17,18); classification: the base layer indices of "
-                        "an explicit shadow (default: an implicit 1-layer shadow)")
+    p.add_argument("--shadow-layers", default=str(modeling.GENERATION_SHADOW_LAYERS),
+                   help="generation: how many first base layers the explicit shadow copies, "
+                        "or their indices (e.g. 0,1,15,16,17,18)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
@@ -92,15 +90,14 @@ class Task:
     """What differs between the two tasks: the model, the examples and the validation score."""
 
     def __init__(self, name: str, tokenizer, labels: list[str], base_dir: Path, *,
-                 modes=("shadow_only", "base_shadow"), shadow_layers: str | None = "2"):
+                 modes=("shadow_only", "base_shadow"), shadow_layers="2"):
         self.name, self.tok, self.labels, self.modes = name, tokenizer, labels, tuple(modes)
         if name == "generation":
             layers = ([int(i) for i in shadow_layers.split(",")] if "," in shadow_layers
                       else int(shadow_layers))
             self.model = modeling.build_generation_model(base_dir, layers=layers)
         else:
-            layers = ([int(i) for i in shadow_layers.split(",")] if shadow_layers else None)
-            self.model = modeling.build_classification_model(base_dir, labels, layers=layers)
+            self.model = modeling.build_classification_model(base_dir, labels)
         self.model.peft_model.base_model.name_or_path = BASE_ID
         self.model.peft_model.base_model.config._name_or_path = BASE_ID
         self.label_id = {label: i for i, label in enumerate(labels)}
@@ -200,11 +197,8 @@ def run(argv=None) -> dict:
     train_rows = data_mod.read_split(args.data, "train")
     val = data_mod.read_split(args.data, "validation")
     val = random.Random(1).sample(val, min(args.eval_size, len(val)))
-    shadow_layers = args.shadow_layers
-    if shadow_layers is None and args.task == "generation":
-        shadow_layers = str(modeling.GENERATION_SHADOW_LAYERS)
     task = Task(args.task, tokenizer, labels, base_dir, modes=args.eval_modes.split(","),
-                shadow_layers=shadow_layers)
+                shadow_layers=args.shadow_layers)
     if args.init is not None:
         load_weights(task.model, args.init)
     examples = [task.example(e) for e in balanced(train_rows, random.Random(args.seed))]
