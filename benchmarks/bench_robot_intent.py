@@ -15,6 +15,11 @@ first ``--limit`` of them, all with ``--limit 0``), batch 1, ``--threads`` threa
   - whole-command latency: ``generate(..., max_new_tokens=32)`` to the end of the action;
   - tokens per command (generated ids, eos included);
 
+- with ``--grammar``, the same whole-command latency with the home action grammar and
+  beam search, as the app runs with ``--grammar`` (``examples.robot_intent.grammar``:
+  ``GRAMMAR_BEAMS`` beams; each run of 16 commands has the home
+  ``examples.robot_intent.evaluate.homes`` gives it, as in the evaluation);
+
 - classification export: ``classify(command)``, one command per call.
 
 Each command runs ``--rounds`` times (default 1) after one warm-up command; p50/p95 are
@@ -78,6 +83,29 @@ def bench_generation(folder: Path, prompts: list, threads: int, rounds: int) -> 
                                    "max": int(max(tokens))}}
 
 
+def bench_grammar(folder: Path, prompts: list, threads: int, rounds: int) -> dict:
+    """Whole-command latency with each command's home grammar and the app's beam search."""
+    import runtime
+    from examples.robot_intent.evaluate import BATCH, homes, read_examples
+    from examples.robot_intent.grammar import GRAMMAR_BEAMS, LENGTH_PENALTY, home_grammar
+
+    examples = read_examples("test")[0][:len(prompts)]
+    grammars = [home_grammar(home) for home in homes(examples, "test")]
+    model = runtime.load(folder, threads=threads)
+    settings = {"max_new_tokens": MAX_NEW_TOKENS, "num_beams": GRAMMAR_BEAMS,
+                "length_penalty": LENGTH_PENALTY}
+    model.generate(prompts[0], grammar=grammars[0], **settings)  # warm-up (+ llguidance set-up)
+    whole, tokens = [], []
+    for _ in range(rounds):
+        for i, prompt in enumerate(prompts):
+            start = time.perf_counter()
+            result = model.generate(prompt, grammar=grammars[i // BATCH], **settings)
+            whole.append(1e3 * (time.perf_counter() - start))
+            tokens.append(len(result.token_ids))
+    return {"num_beams": GRAMMAR_BEAMS, "whole_command": percentiles(whole),
+            "tokens_per_command": {"mean": float(np.mean(tokens))}}
+
+
 def bench_classification(folder: Path, prompts: list, threads: int, rounds: int) -> dict:
     import runtime
 
@@ -100,6 +128,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--limit", type=int, default=200, help="test commands (0 = all 1274)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--precisions", nargs="+", default=["int8"])
+    parser.add_argument("--grammar", action="store_true",
+                        help="also time generation with the home grammar and beam search")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     import onnxruntime
@@ -119,6 +149,9 @@ def main(argv=None) -> dict:
         folder = exports[("generation", precision)][0]
         results["generation"][precision] = bench_generation(folder, prompts, args.threads,
                                                             args.rounds)
+        if args.grammar:
+            results["generation"][precision]["grammar"] = bench_grammar(
+                folder, prompts, args.threads, args.rounds)
         folder = exports[("classification", precision)][0]
         results["classification"][precision] = bench_classification(folder, prompts,
                                                                     args.threads, args.rounds)
@@ -132,6 +165,12 @@ def main(argv=None) -> dict:
         print(f"| generation | {precision} | {first['p50_ms']:.1f} / {first['p95_ms']:.1f} | "
               f"{whole['p50_ms']:.1f} / {whole['p95_ms']:.1f} | "
               f"{row['tokens_per_command']['mean']:.1f} |")
+        if "grammar" in row:
+            constrained = row["grammar"]
+            whole = constrained["whole_command"]
+            print(f"| generation + grammar, {constrained['num_beams']} beams | {precision} | | "
+                  f"{whole['p50_ms']:.1f} / {whole['p95_ms']:.1f} | "
+                  f"{constrained['tokens_per_command']['mean']:.1f} |")
     for precision, row in results["classification"].items():
         cls = row["per_command"]
         print(f"| classification | {precision} | | {cls['p50_ms']:.2f} / {cls['p95_ms']:.2f} | |")

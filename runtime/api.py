@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .beam_search import beam_search, check_beam_settings, check_length_penalty, check_num_beams
 from .causal_lm import CausalLMRunner
 from .chat import render_chat
 from .classification import MULTI_LABEL_THRESHOLD, Classification, ClassifierRunner
@@ -210,10 +211,12 @@ class ShadowGenerator(_ShadowModel):
     # ---- generation --------------------------------------------------------------------
 
     def _prepare(self, prompt, max_new_tokens, truncate, stop, eos_token_id, grammar,
-                 sampling_kwargs):
+                 sampling_kwargs, num_beams: int = 1):
         max_new_tokens = check_max_new_tokens(max_new_tokens)
         sampling = SamplingSettings(**sampling_kwargs)
         stop = check_stop(stop)
+        if num_beams > 1:
+            check_beam_settings(sampling, stop)
         grammar = as_grammar(grammar)
         prompts, is_batch = self._split_batch(prompt)
         rows = [
@@ -229,7 +232,8 @@ class ShadowGenerator(_ShadowModel):
             "pad_id": self.pad_token_id, "context": self.context, "stop": stop,
         }
         if grammar is not None:
-            kwargs["constraint"] = self.grammars.compile(grammar).constraint(len(rows), eos)
+            kwargs["constraint"] = self.grammars.compile(grammar).constraint(
+                len(rows) * num_beams, eos)
         return rows, is_batch, kwargs
 
     def generate(
@@ -247,6 +251,8 @@ class ShadowGenerator(_ShadowModel):
         eos_token_id: int | Sequence[int] | None = None,
         truncate: bool = False,
         grammar: GrammarLike | None = None,
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
     ) -> GenerationResult | list[GenerationResult]:
         """Generate a continuation.
 
@@ -277,6 +283,13 @@ class ShadowGenerator(_ShadowModel):
                 was cut off (a prefix of a match: raise max_new_tokens), "stop" that a stop
                 string cut it. A row whose grammar allows nothing more ends without an eos
                 token. See :mod:`runtime.constraint`.
+            num_beams: beam search with this many beams per prompt (1 = greedy or
+                sampling). Keeps the likeliest whole outputs instead of the likeliest next
+                token, which matters most with a grammar (see :mod:`runtime.beam_search`);
+                costs about ``num_beams`` times the compute per step. Deterministic: not
+                with sampling settings, repetition_penalty or stop strings.
+            length_penalty: with beams, a finished output scores ``sum of log-probabilities
+                / tokens ** length_penalty`` (transformers' meaning; 1.0 = per-token mean).
 
         Returns:
             A :class:`GenerationResult` for a single prompt, a list for a batch.
@@ -287,12 +300,19 @@ class ShadowGenerator(_ShadowModel):
                 or the grammar reached a point no token can continue.
             MissingDependencyError: ``grammar=`` without llguidance installed.
         """
+        num_beams = check_num_beams(num_beams)
+        length_penalty = check_length_penalty(length_penalty)
         rows, is_batch, kwargs = self._prepare(
             prompt, max_new_tokens, truncate, stop, eos_token_id, grammar,
             {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-                 "repetition_penalty": repetition_penalty, "seed": seed},
+                 "repetition_penalty": repetition_penalty, "seed": seed}, num_beams,
         )
-        results = run_to_end(stream_generate(self.runner, self.tokenizer, rows, **kwargs))
+        if num_beams > 1:
+            del kwargs["sampling"], kwargs["stop"]
+            results = beam_search(self.runner, self.tokenizer, rows, num_beams=num_beams,
+                                  length_penalty=length_penalty, **kwargs)
+        else:
+            results = run_to_end(stream_generate(self.runner, self.tokenizer, rows, **kwargs))
         return results if is_batch else results[0]
 
     def stream(

@@ -14,7 +14,9 @@ schema takes a few ms to compile; a matcher is copied per row in microseconds).
 Per call, :class:`GrammarConstraint` gives each batch row its own matcher. The decode loop
 calls it at two points: :meth:`~GrammarConstraint.mask` before the sampling processors (so
 greedy, top-k/top-p and the repetition penalty only see allowed ids) and
-:meth:`~GrammarConstraint.advance` after a token is chosen. Rules:
+:meth:`~GrammarConstraint.advance` after a token is chosen; beam search
+(:mod:`runtime.beam_search`) masks log-probabilities the same way and moves matchers between
+rows with :meth:`~GrammarConstraint.reorder`. Rules:
 
 - eos (the call's eos ids) is allowed exactly where the grammar accepts the text so far;
   llguidance's own eos ids are not used (``eos_token_id=`` may differ per call);
@@ -260,6 +262,18 @@ class GrammarConstraint:
             rows.append(row)
         self._bias[ended] = 0.0  # ended rows ride along unconstrained (tokens ignored)
         self._prepare(rows)
+
+    def reorder(self, sources: np.ndarray) -> None:
+        """Row ``i`` takes over the state of row ``sources[i]`` (int [batch]; beam search,
+        :mod:`runtime.beam_search`). A source used twice is copied (llguidance's
+        ``deep_copy``, microseconds)."""
+        sources = [int(s) for s in sources]
+        if sources == list(range(len(self._matchers))):
+            return
+        self._matchers = [self._matchers[s].deep_copy() for s in sources]
+        self._tokens = [list(self._tokens[s]) for s in sources]
+        self._bias = self._bias[sources]
+        self.complete = self.complete[sources]
 
     def _prepare(self, rows: list[int]) -> None:
         """Compute the next allowed ids of ``rows`` (or mark them complete or dead)."""

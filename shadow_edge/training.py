@@ -78,6 +78,11 @@ class TrainingSettings:
         seed: initialisation, shuffling and dropout.
         threads: torch intra-op threads (None: torch's default).
         supervised_logits_only: causal LM: compute the heads only where there are targets.
+        bf16: mixed precision: the forward and backward passes run under
+            ``torch.autocast(dtype=torch.bfloat16)`` (transformers' ``bf16=True``); weights,
+            optimizer state and the loss stay float32. Worth it where the CPU has bf16
+            instructions (AVX-512 BF16 or AMX; ``lscpu``): a robot-intent step (6-layer
+            shadow, batch 16) took 1.11 s instead of 1.70 s on an AMD EPYC with AVX-512 BF16.
     """
 
     epochs: float = 1.0
@@ -98,6 +103,7 @@ class TrainingSettings:
     seed: int = 42
     threads: int | None = None
     supervised_logits_only: bool = True
+    bf16: bool = False
 
     def __post_init__(self):
         problems = []
@@ -328,6 +334,7 @@ def train(model, train_dataset, settings: TrainingSettings | None = None, *,
             dataloader_num_workers=0,
             dataloader_pin_memory=False,
             use_cpu=not torch.cuda.is_available(),
+            bf16=settings.bf16,
             disable_tqdm=True,
         )
         optimizer = _optimizer(model, settings)

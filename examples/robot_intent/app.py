@@ -113,26 +113,32 @@ class RobotApp:
         threads: onnxruntime intra-op threads.
         home: the entities the app may act on (default: ``home.json``).
         grammar: constrain generation to the home's actions (see the module docstring).
+        num_beams: beams of the search (1 = greedy); default ``grammar.GRAMMAR_BEAMS`` with
+            the grammar, 1 without (see ``grammar.GRAMMAR_BEAMS`` for why).
     """
 
     def __init__(self, folder: str, threads: int | None = 1, dispatcher: Dispatcher = robot,
-                 home=None, grammar: bool = False):
+                 home=None, grammar: bool = False, num_beams: int | None = None):
         import runtime
 
-        from .grammar import Home, home_grammar
+        from .grammar import GRAMMAR_BEAMS, LENGTH_PENALTY, Home, home_grammar
 
         self.model = runtime.load(folder, threads=threads)
         self.generative = self.model.manifest.is_generation
         self.dispatcher = dispatcher
         self.home = home or Home.load()
         self.grammar = home_grammar(self.home) if grammar and self.generative else None
+        if num_beams is None:
+            num_beams = GRAMMAR_BEAMS if self.grammar is not None else 1
+        self.decoding = {"num_beams": num_beams, "length_penalty": LENGTH_PENALTY}
 
     def understand(self, commands: list[str]) -> list[Action]:
         """The action for each command (batched)."""
         if self.generative:
             prompts = [[{"role": "system", "content": SYSTEM_PROMPT},
                         {"role": "user", "content": c}] for c in commands]
-            results = self.model.generate(prompts, max_new_tokens=32, grammar=self.grammar)
+            results = self.model.generate(prompts, max_new_tokens=32, grammar=self.grammar,
+                                          **self.decoding)
             actions = []
             for r in results:
                 try:
@@ -167,14 +173,23 @@ def main(argv=None) -> int:
                    "device names (default: examples/robot_intent/home.json)")
     p.add_argument("--grammar", action="store_true",
                    help="constrain generation to actions over the home's entities")
+    p.add_argument("--num-beams", type=int, default=None,
+                   help="beam search width (default: 4 with --grammar, 1 = greedy without)")
     args = p.parse_intermixed_args(argv)
     commands = args.commands or [line.strip() for line in sys.stdin if line.strip()]
+    from runtime.errors import ShadowRuntimeError
+
     from .grammar import Home
 
-    home = Home.load(args.home) if args.home else None
-    app = RobotApp(args.folder, threads=args.threads, home=home, grammar=args.grammar)
-    for command, action, result in app(commands):
-        print(f"{command!r} -> {action.intent} {action.slots} -> {result}")
+    try:
+        home = Home.load(args.home) if args.home else None
+        app = RobotApp(args.folder, threads=args.threads, home=home, grammar=args.grammar,
+                       num_beams=args.num_beams)
+        for command, action, result in app(commands):
+            print(f"{command!r} -> {action.intent} {action.slots} -> {result}")
+    except (ShadowRuntimeError, ValueError, OSError) as err:  # bad folder, home or setting
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

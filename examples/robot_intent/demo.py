@@ -7,7 +7,7 @@
    code path of ``shadow-edge export``), parity gate on.
 3. Run a fixed sample of held-out test commands through torch (base_shadow, shadow_only)
    and through the runtime (ONNX fp32, ONNX int8, and for generation ONNX int8 constrained
-   by each home's action grammar), and print accuracy, full-action exact match, area and
+   by each home's action grammar, with beam search), and print accuracy, full-action exact match, area and
    device-name F1, the out-of-scope false-accept rate, agreement with torch shadow_only,
    the export parity verdict and speed.
 4. Show commands about rooms and devices never seen in training going through the
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from .evaluate import Result, agreement, eval_runtime, eval_torch, homes, load_torch, read_examples
+from .grammar import GRAMMAR_BEAMS
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINTS = {"generation": HERE / "checkpoints" / "generation",
@@ -107,9 +108,9 @@ def run_task(task: str, base_dir: Path, tokenizer, exports: dict, n: int, modes,
         variants.append(("int8", homes(examples, "test")))
     for precision, home_list in variants:
         folder, _, manifest = exports[(task, precision)]
-        name = f"ONNX {precision}" + (" + grammar" if home_list else "")
+        name = f"ONNX {precision}" + (f" + grammar, {GRAMMAR_BEAMS} beams" if home_list else "")
         r = eval_runtime(folder, tokenizer, task, examples, labels, name, threads=threads,
-                         grammar_homes=home_list)
+                         grammar_homes=home_list, num_beams=GRAMMAR_BEAMS)
         r.agreement = agreement(r, reference)
         parity = manifest.parity or {}
         r.extra["parity"] = "pass" if parity.get("passed") else "FAIL"
@@ -208,7 +209,8 @@ def main(argv=None) -> int:
     if "generation" in tasks:
         folder = exports[("generation", "int8")][0]
         for grammar in (False, True)[: 1 if args.no_grammar else 2]:
-            how = "with the grammar of home.json" if grammar else "free"
+            how = (f"with the grammar of home.json, {GRAMMAR_BEAMS} beams" if grammar
+                   else "free, greedy")
             console.print(f"robot app (runtime only, int8 generation export, {how}):")
             show_app(console, folder, args.threads, grammar)
     return 0

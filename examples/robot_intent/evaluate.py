@@ -15,7 +15,9 @@ With ``--grammar`` every ONNX generation row is run twice: free, and constrained
 action grammar of a *home* (:mod:`grammar`). Commands are grouped in batches of 16, and each
 batch is one home: the areas, floors and device names its commands name, plus distractors
 of the same split (``HOME_DISTRACTORS``), as a real home lists many entities a command does
-not mention.
+not mention. Constrained rows decode by beam search (``--num-beams``, default
+``grammar.GRAMMAR_BEAMS``, length penalty ``grammar.LENGTH_PENALTY``), as the app does;
+free rows decode greedily.
 """
 
 from __future__ import annotations
@@ -126,21 +128,24 @@ def homes(examples, split: str, batch_size: int = BATCH, seed: int = 0) -> list:
 
 def eval_runtime(folder: Path, tokenizer, task: str, examples, labels: list[str], name: str,
                  threads: int | None = None, batch_size: int = BATCH,
-                 grammar_homes: list | None = None) -> Result:
+                 grammar_homes: list | None = None, num_beams: int = 1) -> Result:
     """Score an export folder through ``runtime`` (same token ids as torch); generation
-    with ``grammar_homes`` (one home per batch) is constrained by each home's grammar."""
+    with ``grammar_homes`` (one home per batch) is constrained by each home's grammar and
+    decoded with ``num_beams`` beams."""
     import runtime
 
     model = runtime.load(folder, threads=threads)
     if task == "generation":
         prompts = [modeling.prompt_ids(tokenizer, e.text) for e in examples]
-        grammars = None
+        grammars, decoding = None, {}
         if grammar_homes is not None:
-            from .grammar import home_grammar, load_schema
+            from .grammar import LENGTH_PENALTY, home_grammar, load_schema
 
             schema = load_schema()
             grammars = [home_grammar(home, schema) for home in grammar_homes]
-        timed = runtime_generate(model, prompts, batch_size=batch_size, grammars=grammars)
+            decoding = {"num_beams": num_beams, "length_penalty": LENGTH_PENALTY}
+        timed = runtime_generate(model, prompts, batch_size=batch_size, grammars=grammars,
+                                 **decoding)
         outputs = timed.outputs
     else:
         rows = [modeling.classification_ids(tokenizer, e.text) for e in examples]
@@ -184,11 +189,16 @@ def main(argv=None) -> None:
     p.add_argument("--modes", default="base_shadow,shadow_only")
     p.add_argument("--grammar", action="store_true",
                    help="generation: also run each ONNX folder with the home action grammar")
+    p.add_argument("--num-beams", type=int, default=None,
+                   help="beams of the constrained rows (default: grammar.GRAMMAR_BEAMS)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="write all scores here")
     p.add_argument("--figures", type=Path, default=None,
                    help="write a confusion matrix (PNG) of the last ONNX row here")
     args = p.parse_args(argv)
+    from .grammar import GRAMMAR_BEAMS
+
+    num_beams = GRAMMAR_BEAMS if args.num_beams is None else args.num_beams
 
     import torch
     from transformers import AutoTokenizer
@@ -208,10 +218,10 @@ def main(argv=None) -> None:
     for folder in args.onnx:
         variants = [(f"onnx {folder.name}", None)]
         if grammar_homes is not None and args.task == "generation":
-            variants.append((f"onnx {folder.name} + grammar", grammar_homes))
+            variants.append((f"onnx {folder.name} + grammar, {num_beams} beams", grammar_homes))
         for name, home_list in variants:
             r = eval_runtime(folder, tokenizer, args.task, examples, labels, name,
-                             threads=args.threads, grammar_homes=home_list)
+                             threads=args.threads, grammar_homes=home_list, num_beams=num_beams)
             if reference is not None:
                 r.agreement = agreement(r, reference)
             constrained = home_list is not None

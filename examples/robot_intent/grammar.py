@@ -13,6 +13,16 @@ llguidance dialect that ``runtime``'s ``grammar=`` takes) that allows exactly:
 
 So a constrained model can only name a room or device the home has, with the intent's own
 slots. Runtime-only: standard library and ``runtime``, no torch.
+
+With the grammar the app decodes by beam search (``GRAMMAR_BEAMS``, ``LENGTH_PENALTY``;
+:mod:`runtime.beam_search`). Greedy decoding picks the key first: for "jade entryway fan 77
+percent" it writes ``name:`` (the likeliest key), and the grammar then has to force a device
+the home has but the command never named. Beam search scores whole actions with the model's
+own probabilities, so ``area: jade entryway`` wins. On the validation split (610 commands,
+int8, data v4 checkpoint) full-action exact match went from 0.813 (greedy) to 0.887 (4
+beams; area / device-name F1 0.80 / 0.82 -> 0.93 / 0.95); length penalties 0, 0.5 and 1
+gave 0.879, 0.887 and 0.887, with out-of-scope false accepts 12.5%, 15% and 22.5% (longer
+actions win over ``none`` as the penalty grows), hence 0.5.
 """
 
 from __future__ import annotations
@@ -29,6 +39,9 @@ HERE = Path(__file__).resolve().parent
 SCHEMA_FILE = HERE / "data" / "schema.json"
 HOME_FILE = HERE / "home.json"
 NUMBER = r"/-?[0-9]+/"
+#: Beam search settings used with the grammar (see the module docstring).
+GRAMMAR_BEAMS = 4
+LENGTH_PENALTY = 0.5
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ import torch
 
 from .data import SYSTEM_PROMPT, Example
 
-GENERATION_SHADOW_LAYERS = 2
+#: The base layers the committed generation shadow copies (see explicit_shadow_from_base).
+GENERATION_SHADOW_LAYERS = (0, 1, 15, 16, 17, 18)
 SHADOW_LOSS_WEIGHT = 1.0
 IGNORE_INDEX = -100
 

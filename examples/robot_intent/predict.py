@@ -71,8 +71,10 @@ def torch_classify(model, rows: list[list[int]], pad_id: int, *, batch_size: int
 
 
 def runtime_generate(generator, prompts: list[list[int]], *, batch_size: int = 16,
-                     max_new_tokens: int = MAX_NEW_TOKENS, grammars: list | None = None) -> Timed:
-    """Greedy decode token-id prompts with a ``runtime`` ShadowGenerator.
+                     max_new_tokens: int = MAX_NEW_TOKENS, grammars: list | None = None,
+                     num_beams: int = 1, length_penalty: float = 1.0) -> Timed:
+    """Decode token-id prompts with a ``runtime`` ShadowGenerator: greedy, or beam search
+    with ``num_beams`` > 1.
 
     ``grammars``: one ``runtime.Grammar`` per batch of ``batch_size`` prompts (or None).
     """
@@ -81,7 +83,8 @@ def runtime_generate(generator, prompts: list[list[int]], *, batch_size: int = 1
     for i in range(0, len(prompts), batch_size):
         grammar = grammars[i // batch_size] if grammars is not None else None
         results = generator.generate(prompts[i:i + batch_size], max_new_tokens=max_new_tokens,
-                                     grammar=grammar)
+                                     grammar=grammar, num_beams=num_beams,
+                                     length_penalty=length_penalty)
         for result in results:
             texts.append(result.text)
             new_tokens += len(result.token_ids) if hasattr(result, "token_ids") else 0

@@ -40,6 +40,7 @@ logger = logging.getLogger("robot_intent.train")
 
 BASE_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MIN_PER_INTENT = 48  # rare intents are repeated up to this many train rows
+SHADOW_LAYERS = ",".join(str(i) for i in modeling.GENERATION_SHADOW_LAYERS)  # --shadow-layers
 
 
 def _parse(argv):
@@ -64,12 +65,15 @@ def _parse(argv):
     p.add_argument("--eval-modes", default="shadow_only,base_shadow",
                    help="inference modes scored at each evaluation (the kept model is the one "
                         "whose weakest mode scores best)")
-    p.add_argument("--shadow-layers", default=str(modeling.GENERATION_SHADOW_LAYERS),
+    p.add_argument("--shadow-layers", default=SHADOW_LAYERS,
                    help="generation: how many first base layers the explicit shadow copies, "
                         "or their indices (e.g. 0,1,15,16,17,18)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
+    p.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16",
+                   help="dtype of the saved adapter")
+    p.add_argument("--bf16", action="store_true",
+                   help="train in bf16 mixed precision (faster on CPUs with AVX-512 BF16/AMX)")
     p.add_argument("--overwrite", action="store_true")
     return p.parse_args(argv)
 
@@ -90,7 +94,7 @@ class Task:
     """What differs between the two tasks: the model, the examples and the validation score."""
 
     def __init__(self, name: str, tokenizer, labels: list[str], base_dir: Path, *,
-                 modes=("shadow_only", "base_shadow"), shadow_layers="2"):
+                 modes=("shadow_only", "base_shadow"), shadow_layers: str = SHADOW_LAYERS):
         self.name, self.tok, self.labels, self.modes = name, tokenizer, labels, tuple(modes)
         if name == "generation":
             layers = ([int(i) for i in shadow_layers.split(",")] if "," in shadow_layers
@@ -206,7 +210,7 @@ def run(argv=None) -> dict:
         max_steps=args.max_steps, max_minutes=args.max_minutes, lr=args.lr,
         head_lr=args.head_lr, batch_size=args.batch_size, warmup_steps=args.warmup_steps,
         lr_scheduler="cosine", shadow_only_steps=args.shadow_steps, eval_steps=args.eval_steps,
-        logging_steps=20, seed=args.seed, threads=args.threads,
+        logging_steps=20, seed=args.seed, threads=args.threads, bf16=args.bf16,
     )
     trainable, total = task.model.get_nb_trainable_parameters()
     logger.info("task=%s examples=%d val=%d trainable=%d total=%d", args.task, len(examples),
@@ -222,7 +226,7 @@ def run(argv=None) -> dict:
         "train_minutes": round(result.seconds / 60, 2),
         "steps_per_second": round(result.steps_per_second, 3),
         "total_minutes": round((time.monotonic() - started) / 60, 2),
-        "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
+        "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr, "bf16": args.bf16,
         "shadow_loss_weight": task.model.shadow_loss_weight, "trainable_parameters": trainable,
         "train_loss": result.train_loss, "best": result.best, "history": result.history,
         "train_size": len(examples), "threads": args.threads, **parity,

@@ -26,6 +26,7 @@ from .options import (
     JsonSchemaOpt,
     MaxNewTokensOpt,
     ModelDirArg,
+    NumBeamsOpt,
     OrtFormatOpt,
     ProviderOpt,
     RegexOpt,
@@ -167,6 +168,7 @@ def generate_command(
     top_p: TopPOpt = 1.0,
     repetition_penalty: RepetitionPenaltyOpt = 1.0,
     seed: SeedOpt = None,
+    num_beams: NumBeamsOpt = 1,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
     system: SystemOpt = None,
     chat_template: ChatTemplateOpt = None,
@@ -191,6 +193,14 @@ def generate_command(
         system = _unescape(system, "'--system'")
         stop = [_unescape(s, "'--stop'") for s in stop or []]
     _check_prompt(prompt)
+    clashes = [flag for flag, used in (
+        ("--temperature", temperature > 0), ("--repetition-penalty", repetition_penalty != 1.0),
+        ("--seed", seed is not None), ("--stop", bool(stop)), ("--stream", stream)) if used]
+    if num_beams > 1 and clashes:
+        raise usage_error(
+            f"--num-beams cannot be combined with {', '.join(clashes)}: beam search does not "
+            "sample, and its best beam is known only at the end. Drop those options or "
+            "--num-beams.", param_hint="'--num-beams'")
     grammar = grammar_from_options(grammar_file, regex, json_schema, choice)
     model = load_for_task(model_dir, "text-generation", provider, threads, ort)
     settings = sampling_settings(max_new_tokens=max_new_tokens, temperature=temperature,
@@ -199,6 +209,8 @@ def generate_command(
     settings["stop"] = stop or None
     settings["truncate"] = truncate
     settings["grammar"] = grammar
+    if num_beams > 1:
+        settings["num_beams"] = num_beams
     request: Any = (_messages(prompt, system) if _use_template(model, chat_template, system)
                     else prompt)
     if stream:

@@ -162,6 +162,14 @@ RepetitionPenaltyOpt = Annotated[
         help="Penalty for tokens already in the sequence (CTRL, Keskar et al. 2019); 1 disables.",
     ),
 ]
+NumBeamsOpt = Annotated[
+    int,
+    typer.Option(
+        "--num-beams", min=1,
+        help="Beam search with this many beams (1 = greedy or sampling); keeps the likeliest "
+        "whole outputs, best with a grammar. Not with sampling, --stop or --stream.",
+    ),
+]
 SeedOpt = Annotated[
     int | None,
     typer.Option("--seed", help="Random seed for sampling (reproducible output).",

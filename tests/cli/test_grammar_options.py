@@ -80,6 +80,17 @@ class TestConstraintFlags:
         assert re.fullmatch(r"[0-9]{4}\n", result.stdout)
         assert "before the grammar was complete" in result.stderr
 
+    def test_num_beams_equals_the_runtime_beam_search(self, byte_export, model):
+        choices = ["kitchen", "k", "attic", "living room"]
+        args = [byte_export, "lights?", "--num-beams", "4"]
+        for choice in choices:
+            args += ["--choice", choice]
+        result = generate(*args)
+        assert result.exit_code == 0, result.output
+        expected = model.generate([{"role": "user", "content": "lights?"}], max_new_tokens=128,
+                                  grammar=choices, num_beams=4).text
+        assert result.stdout == expected + "\n" and expected in choices
+
     def test_chat_replies_follow_the_grammar(self, byte_export):
         result = runner.invoke(app, ["chat", byte_export, "--choice", "yes", "--choice", "no"],
                                input="hello\nand again\n")
@@ -92,6 +103,16 @@ class TestConstraintErrors:
     def test_two_kinds_cannot_be_combined(self, byte_export):
         result = generate(byte_export, "x", "--regex", "a", "--choice", "a")
         assert_one_line_error(result, 2, "--regex and --choice cannot be combined")
+
+    @pytest.mark.parametrize(("extra", "code", "message"), [
+        (["--stream"], 2, "--num-beams cannot be combined with --stream"),
+        (["--temperature", "0.7", "--seed", "1"], 2, "combined with --temperature, --seed"),
+        (["--stop", "x"], 2, "--num-beams cannot be combined with --stop"),
+    ])
+    def test_num_beams_refuses_what_beam_search_cannot_do(self, byte_export, extra, code,
+                                                          message):
+        result = generate(byte_export, "x", "--num-beams", "3", *extra)
+        assert_one_line_error(result, code, message)
 
     def test_a_schema_file_that_is_not_json(self, byte_export, tmp_path):
         path = tmp_path / "bad.json"

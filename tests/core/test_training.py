@@ -65,6 +65,23 @@ def test_warm_up_then_joint_steps_are_counted_and_the_base_never_changes():
         assert torch.equal(value, base_before[key]), key
 
 
+def test_bf16_runs_the_passes_under_bf16_autocast_and_keeps_fp32_weights():
+    model = causal_model()
+    seen = []
+    hook = model.peft_model.base_model.register_forward_hook(
+        lambda module, args, output: seen.append(
+            (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))))
+    settings = TrainingSettings(max_steps=3, batch_size=4, lr=1e-3, bf16=True)
+    before = {k: v.clone() for k, v in trainable_state(model).items()}
+    result = train(model, examples(), settings, pad_token_id=0)
+    hook.remove()
+    assert result.steps == 3 and result.train_loss > 0
+    assert seen[:3] == [(True, torch.bfloat16)] * 3  # the training steps' forward passes
+    after = trainable_state(model)
+    assert {v.dtype for v in after.values()} == {torch.float32}
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+
+
 def test_the_best_evaluated_weights_are_kept():
     model = causal_model()
     seen = []

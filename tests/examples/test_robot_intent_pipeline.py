@@ -22,25 +22,26 @@ from examples.robot_intent.evaluate import (
     load_torch,
     read_examples,
 )
+from examples.robot_intent.grammar import GRAMMAR_BEAMS
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("robot_intent")]
 
 N_COMMANDS = 200
 #: Measured on this sample on 2026-12-01 (AMD EPYC with AVX-512 VNNI; onnxruntime 1.32,
 #: 1 thread) minus a margin for other int8 kernels (AVX2, NEON). Measured: generation int8
-#: intent EM 0.960, action EM 0.720, with the home grammar 0.770 (area F1 0.692,
-#: device-name F1 0.768), int8 = fp32 on 0.960 of commands; classification int8 accuracy
-#: 0.950, = fp32 1.000. Issue 12's targets are higher; the gaps are in
+#: intent EM 0.955, action EM 0.785, with the home grammar and 4 beams 0.900 (area F1
+#: 0.930, device-name F1 0.962), int8 = fp32 on 0.990 of commands; classification int8
+#: accuracy 0.950, = fp32 1.000. Issue 12's targets are higher in places; the gaps are in
 #: examples/robot_intent/README.md.
 FLOORS = {
-    "generation": {"intent_exact_match": 0.93, "action_exact_match": 0.67,
-                   "grammar_action_exact_match": 0.72, "grammar_area_f1": 0.64,
-                   "grammar_name_f1": 0.72, "int8_vs_fp32": 0.90},
+    "generation": {"intent_exact_match": 0.92, "action_exact_match": 0.74,
+                   "grammar_action_exact_match": 0.85, "grammar_area_f1": 0.88,
+                   "grammar_name_f1": 0.91, "int8_vs_fp32": 0.93},
     "classification": {"accuracy": 0.92, "int8_vs_fp32": 0.98},
 }
 #: Out-of-scope commands answered with an action (23 in the sample). Measured: generation
-#: 1 (0.043), classification 2 (0.087); one more is allowed.
-MAX_FALSE_ACCEPT = {"generation": 0.09, "classification": 0.13}
+#: 2 (0.087; 1 with the grammar), classification 2 (0.087); one more is allowed.
+MAX_FALSE_ACCEPT = {"generation": 0.14, "classification": 0.13}
 #: The attached model (torch base_shadow), measured: classification accuracy 0.940. The
 #: generation checkpoint had no joint phase (see the README), so its attached model is the
 #: plain base; test_the_generation_checkpoint_leaves_the_base_unchanged checks that.
@@ -73,7 +74,8 @@ def task_results(request, sample, robot_exports, robot_base_dir):
     if task == "generation":
         rows["grammar"] = eval_runtime(robot_exports[f"{task}-int8"], tok, task, examples, labels,
                                        "ONNX int8 + grammar", threads=1,
-                                       grammar_homes=homes(examples, "test"))
+                                       grammar_homes=homes(examples, "test"),
+                                       num_beams=GRAMMAR_BEAMS)
     return task, torch_rows, rows
 
 

@@ -1,0 +1,149 @@
+"""Beam search (num_beams > 1) on the tiny random export, against brute force.
+
+The tiny tokenizer writes one byte per token, so a choice grammar's strings have one token
+path each and every hypothesis can be scored independently: one teacher-forced pass over
+prompt + output gives each output token's log-probability (log-softmax of the raw logits,
+not renormalised over the grammar's ids, as runtime.beam_search documents).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from runtime import Grammar, InvalidSettingError
+
+pytestmark = pytest.mark.xdist_group("runtime")
+
+EOS = 2
+CHOICES = ["kitchen", "k", "attic", "living room", "kit"]
+PROMPTS = ["hello", "turn on", "x", "a much longer prompt about rooms", "zz top", "q"]
+
+
+def _log_softmax(row: np.ndarray) -> np.ndarray:
+    row = row.astype(np.float64)
+    return row - row.max() - np.log(np.exp(row - row.max()).sum())
+
+
+def path_logprob(generator, prompt_ids: list[int], output_ids: list[int]) -> float:
+    """Sum of log p(output token | everything before), one teacher-forced forward pass."""
+    from runtime.generation import positions_from_mask
+
+    ids = np.array([prompt_ids + output_ids], dtype=np.int64)
+    mask = np.ones_like(ids)
+    runner = generator.runner
+    logits, _ = runner.step(ids, mask, positions_from_mask(mask), runner.empty_cache(1),
+                            all_logits=True)
+    start = len(prompt_ids) - 1
+    return sum(_log_softmax(logits[0, start + i])[token] for i, token in enumerate(output_ids))
+
+
+def choice_paths(generator) -> list[list[int]]:
+    """Token paths of the choices: eos after a choice that another choice extends (the
+    grammar may go on there), none after a choice that ends the grammar."""
+    paths = []
+    for choice in CHOICES:
+        ids = generator.tokenizer.encode(choice, add_special_tokens=False)
+        extended = any(other != choice and other.startswith(choice) for other in CHOICES)
+        paths.append(ids + [EOS] if extended else ids)
+    return paths
+
+
+def best_choice(generator, prompt: str, length_penalty: float) -> list[int]:
+    prompt_ids = generator.encode_prompt(prompt)
+    scored = [(path_logprob(generator, prompt_ids, p) / len(p) ** length_penalty, p)
+              for p in choice_paths(generator)]
+    return max(scored)[1]
+
+
+class TestAgainstBruteForce:
+    @pytest.mark.parametrize("length_penalty", [0.0, 1.0, 2.0])
+    def test_enough_beams_find_the_best_choice(self, generator, length_penalty):
+        # len(CHOICES) beams hold every live prefix, so the search is exhaustive here
+        for prompt in PROMPTS:
+            result = generator.generate(prompt, max_new_tokens=16, grammar=CHOICES,
+                                        num_beams=len(CHOICES), length_penalty=length_penalty)
+            assert result.token_ids == best_choice(generator, prompt, length_penalty), prompt
+            assert result.text in CHOICES
+            assert result.finish_reason == "grammar"
+
+    def test_length_penalty_changes_the_winner_somewhere(self, generator):
+        # guards the test above: short and long choices really compete on this model
+        winners = {(p, lp): tuple(best_choice(generator, p, lp)) for p in PROMPTS
+                   for lp in (0.0, 2.0)}
+        assert any(winners[(p, 0.0)] != winners[(p, 2.0)] for p in PROMPTS)
+
+    def test_two_free_tokens_are_the_best_over_the_kept_first_tokens(self, generator):
+        # no eos, two tokens: beam search keeps the k likeliest first tokens, then takes the
+        # best pair through them; brute force scores every second token after each
+        k = 3
+        for prompt in PROMPTS[:4]:
+            prompt_ids = generator.encode_prompt(prompt)
+            first = _log_softmax(generator.runner.step(
+                np.array([prompt_ids]), np.ones((1, len(prompt_ids)), dtype=np.int64),
+                np.arange(len(prompt_ids))[None], generator.runner.empty_cache(1))[0][0])
+            candidates = []
+            for t1 in np.argsort(-first)[:k].tolist():
+                ids = prompt_ids + [t1]
+                second = _log_softmax(generator.runner.step(
+                    np.array([ids]), np.ones((1, len(ids)), dtype=np.int64),
+                    np.arange(len(ids))[None], generator.runner.empty_cache(1))[0][0])
+                t2 = int(np.argmax(second))
+                candidates.append((first[t1] + second[t2], [t1, t2]))
+            best = max(candidates)[1]
+            result = generator.generate(prompt, max_new_tokens=2, num_beams=k, eos_token_id=[])
+            assert result.token_ids == best, prompt
+            assert result.finish_reason == "length"
+            greedy = generator.generate(prompt, max_new_tokens=2, eos_token_id=[])
+            assert (path_logprob(generator, prompt_ids, result.token_ids)
+                    >= path_logprob(generator, prompt_ids, greedy.token_ids) - 1e-9)
+
+
+class TestBehaviour:
+    def test_a_batch_equals_its_rows_run_alone(self, generator):
+        for grammar in (None, CHOICES, Grammar(regex=r"[a-z]{1,6}( [0-9]{1,2})?")):
+            together = generator.generate(PROMPTS, max_new_tokens=10, num_beams=3,
+                                          grammar=grammar)
+            alone = [generator.generate(p, max_new_tokens=10, num_beams=3, grammar=grammar)
+                     for p in PROMPTS]
+            assert together == alone
+
+    def test_outputs_obey_the_grammar_and_text_matches_the_ids(self, generator):
+        import re
+
+        pattern = r"[a-z]{1,6}( [0-9]{1,2})?"
+        for prompt in PROMPTS:
+            result = generator.generate(prompt, max_new_tokens=12, num_beams=4,
+                                        grammar=Grammar(regex=pattern))
+            assert re.fullmatch(pattern, result.text), result
+            body = [t for t in result.token_ids if t != EOS]
+            assert generator.tokenizer.decode(body) == result.text
+            assert EOS not in result.token_ids[:-1]
+
+    def test_length_when_max_new_tokens_cuts_every_beam(self, generator):
+        result = generator.generate("x", max_new_tokens=5, num_beams=3,
+                                    grammar=Grammar(regex="[0-9]{40}"))
+        assert result.finish_reason == "length"
+        assert len(result.token_ids) == 5 and result.text.isdigit()
+
+    def test_stops_at_the_end_of_the_context(self, generator):
+        result = generator.generate("p" * 120, max_new_tokens=50, num_beams=2, eos_token_id=[])
+        assert len(result.token_ids) == 128 - 120 and result.finish_reason == "length"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"num_beams": 0}, "num_beams must be an integer >= 1"),
+    ({"num_beams": 2.0}, "num_beams must be an integer >= 1"),
+    ({"num_beams": True}, "num_beams must be an integer >= 1"),
+    ({"num_beams": 2, "length_penalty": math.nan}, "length_penalty must be a finite number"),
+    ({"num_beams": 2, "length_penalty": "1"}, "length_penalty must be a finite number"),
+    ({"num_beams": 2, "do_sample": True}, "cannot be combined with do_sample"),
+    ({"num_beams": 2, "temperature": 0.7, "top_p": 0.9}, "temperature, top_p"),
+    ({"num_beams": 2, "repetition_penalty": 1.2}, "repetition_penalty"),
+    ({"num_beams": 3, "stop": "\n"}, "cannot be combined with stop"),
+])
+def test_invalid_beam_settings_raise_before_running(generator, kwargs, message):
+    with pytest.raises(InvalidSettingError, match=message):
+        generator.generate("hello", max_new_tokens=4, **kwargs)
