@@ -289,7 +289,8 @@ class ShadowGenerator(_ShadowModel):
                 costs about ``num_beams`` times the compute per step. Deterministic: not
                 with sampling settings, repetition_penalty or stop strings.
             length_penalty: with beams, a finished output scores ``sum of log-probabilities
-                / tokens ** length_penalty`` (transformers' meaning; 1.0 = per-token mean).
+                / tokens ** length_penalty`` (transformers' meaning; 1.0 = per-token mean);
+                unused when num_beams is 1.
 
         Returns:
             A :class:`GenerationResult` for a single prompt, a list for a batch.

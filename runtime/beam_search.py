@@ -16,15 +16,21 @@ Machine Translation System", section 7, length normalisation):
   low probability and loses to a path the model finds likely;
 - a finished hypothesis (an eos id where allowed, or a grammar that can take no more) is
   ranked by ``sum / generated_tokens ** length_penalty`` (its eos id counted);
-- each step keeps, per prompt, the ``num_beams`` best unfinished extensions among the
+- each step keeps, per prompt, the ``num_beams`` best non-eos extensions among the
   ``2 * num_beams`` best candidates; an eos candidate finishes a hypothesis only when it
-  ranks within the first ``num_beams``;
+  ranks within the first ``num_beams``. A kept extension whose grammar can take nothing
+  more (llguidance "stopped") becomes a finished hypothesis after the step, and its beam
+  stays empty for the next step (so a grammar-complete output is not held to the
+  first-``num_beams`` rank, and the search may run a step with fewer beams);
 - a prompt is done when it has ``num_beams`` finished hypotheses and its best running beam,
-  scored at its current length, cannot beat the worst of them (transformers'
-  ``early_stopping=False`` rule), or when no running beam is left.
+  scored at its current length, does not beat the worst of them (transformers'
+  ``early_stopping=False`` heuristic: exact for ``length_penalty <= 0``; with a positive
+  penalty a longer running beam could in principle still score higher), or when no running
+  beam is left.
 
 At ``max_new_tokens`` (or the end of the context), running beams count as hypotheses with
-finish_reason "length". Each prompt returns its best hypothesis. The prompt is run once;
+finish_reason "length", as in transformers: under a grammar a cut-off prefix can then
+outrank a complete match, so give ``max_new_tokens`` room for the longest output. Each prompt returns its best hypothesis. The prompt is run once;
 its cache is then copied to the beams, and every step reorders the cache (and the grammar
 matchers) by the beams' sources.
 """
@@ -65,12 +71,16 @@ def check_length_penalty(value) -> float:
 
 def check_beam_settings(sampling: SamplingSettings, stop: tuple[str, ...]) -> None:
     """Beam search is deterministic and ends on eos or the grammar: it takes no sampling
-    settings, repetition penalty or stop strings (InvalidSettingError names the clash)."""
+    settings, repetition penalty or stop strings (InvalidSettingError names the clash).
+    Values that switch a setting off (``do_sample=False``, ``temperature=0``, ``top_k=0``,
+    ``top_p=1``, ``repetition_penalty=1``) are accepted."""
+    off = {"do_sample": False, "temperature": 0, "top_k": 0, "top_p": 1.0,
+           "repetition_penalty": 1.0}
     clashes = [name for name, value in (
-        ("do_sample", sampling.do_sample or None), ("temperature", sampling.temperature),
+        ("do_sample", sampling.do_sample), ("temperature", sampling.temperature),
         ("top_k", sampling.top_k), ("top_p", sampling.top_p),
         ("repetition_penalty", sampling.repetition_penalty), ("seed", sampling.seed),
-        ("stop", stop or None)) if value is not None]
+        ("stop", stop or None)) if value is not None and value != off.get(name)]
     if clashes:
         raise InvalidSettingError(
             f"num_beams > 1 (beam search) cannot be combined with {', '.join(clashes)}. "
@@ -103,7 +113,8 @@ class _Hypotheses:
         del self.items[self.num_beams:]
 
     def done(self, best_running: float, length: int) -> bool:
-        """No running beam (score ``best_running`` at ``length`` tokens) can still enter."""
+        """``num_beams`` hypotheses, none worse than the best running beam (score
+        ``best_running`` at ``length`` tokens), or no running beam left."""
         if not np.isfinite(best_running):
             return True
         return (len(self.items) >= self.num_beams

@@ -267,6 +267,7 @@ class GrammarConstraint:
         """Row ``i`` takes over the state of row ``sources[i]`` (int [batch]; beam search,
         :mod:`runtime.beam_search`). A source used twice is copied (llguidance's
         ``deep_copy``, microseconds)."""
+        self._raise_if_dead()  # rows are renumbered below; a dead row must not move
         sources = [int(s) for s in sources]
         if sources == list(range(len(self._matchers))):
             return

@@ -133,6 +133,24 @@ class TestBehaviour:
         assert len(result.token_ids) == 128 - 120 and result.finish_reason == "length"
 
 
+def test_settings_that_are_switched_off_are_accepted_with_beams(generator):
+    plain = generator.generate("hello", max_new_tokens=4, num_beams=2)
+    off = generator.generate("hello", max_new_tokens=4, num_beams=2, do_sample=False,
+                             temperature=0, top_k=0, top_p=1.0, repetition_penalty=1.0)
+    assert off == plain
+
+
+def test_a_grammar_of_only_the_empty_string_writes_nothing_as_greedy_does(generator):
+    grammar = Grammar(lark='start: ""')
+    for eos in (None, []):  # eos allowed at once; no eos id: complete before any token
+        beams = generator.generate(["x", "yy"], max_new_tokens=4, num_beams=3,
+                                   grammar=grammar, eos_token_id=eos)
+        greedy = generator.generate(["x", "yy"], max_new_tokens=4, grammar=grammar,
+                                    eos_token_id=eos)
+        assert beams == greedy
+        assert [(r.text, r.token_ids) for r in beams] == [("", [] if eos == [] else [EOS])] * 2
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"num_beams": 0}, "num_beams must be an integer >= 1"),
     ({"num_beams": 2.0}, "num_beams must be an integer >= 1"),
