@@ -44,7 +44,7 @@ import numpy as np
 from .causal_lm import CausalLMRunner, KVCache
 from .constraint import GrammarConstraint
 from .errors import InvalidSettingError
-from .generation import GenerationResult, left_pad, positions_from_mask
+from .generation import GenerationResult, left_pad, positions_from_mask, step_budget
 from .sampling import SamplingSettings
 from .tokenizer import Tokenizer
 
@@ -157,7 +157,7 @@ def beam_search(
     batch, k = len(prompts), num_beams
     rows = batch * k
     input_ids, prompt_mask = left_pad(prompts, pad_id)
-    eos = np.array(sorted(set(eos_ids)), dtype=np.int64)
+    eos = frozenset(int(e) for e in eos_ids)
     eos_reason = "eos" if constraint is None else "grammar"
     hypotheses = [_Hypotheses(k, length_penalty) for _ in range(batch)]
     done = np.zeros(batch, dtype=bool)
@@ -170,9 +170,7 @@ def beam_search(
             if constraint.complete[b * k]:
                 hypotheses[b].add(0.0, [], "grammar")
                 done[b] = True
-    steps = max_new_tokens
-    if context is not None:
-        steps = min(steps, context - int(prompt_mask.sum(-1).max()))
+    steps = step_budget(max_new_tokens, context, prompt_mask)
     logits, cache = runner.step(input_ids, prompt_mask, positions_from_mask(prompt_mask),
                                 runner.empty_cache(batch))
     logits = np.repeat(logits, k, axis=0)
@@ -199,7 +197,7 @@ def beam_search(
                 if not np.isfinite(total) or kept == k:
                     break
                 source, token = b * k + at // wanted, int(candidates[b, at])
-                if len(eos) and token in eos:
+                if token in eos:
                     if rank < k:
                         hypotheses[b].add(total, ids[source] + [token], eos_reason)
                     continue
@@ -231,7 +229,7 @@ def beam_search(
                 if np.isfinite(scores[b, beam]):
                     found.add(float(scores[b, beam]), ids[b * k + beam], "length")
         _, best, reason = found.items[0]
-        text_ids = [t for t in best if not (len(eos) and t in eos)]
+        text_ids = [t for t in best if t not in eos]
         results.append(GenerationResult(tokenizer.decode(text_ids), list(best),
                                         len(prompts[b]), reason))
     return results

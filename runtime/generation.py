@@ -154,6 +154,15 @@ def positions_from_mask(mask: np.ndarray) -> np.ndarray:
     return np.clip(np.cumsum(mask, axis=-1) - 1, 0, None).astype(np.int64)
 
 
+def step_budget(max_new_tokens: int, context: int | None, mask: np.ndarray) -> int:
+    """Decode steps a batch may take: ``max_new_tokens``, and no more than the context
+    (``max_position_embeddings``) leaves after the longest prompt of the [batch, seq] 0/1
+    ``mask``."""
+    if context is None:
+        return max_new_tokens
+    return min(max_new_tokens, context - int(mask.sum(-1).max()))
+
+
 def generate_tokens(
     runner: CausalLMRunner,
     rows: Sequence[Sequence[int]],
@@ -181,9 +190,7 @@ def generate_tokens(
     done = np.zeros(batch, dtype=bool)
     if constraint is not None:  # grammar: a row may be complete before its first token
         done |= constraint.complete
-    steps = max_new_tokens
-    if context is not None:
-        steps = min(steps, context - int(mask.sum(-1).max()))
+    steps = step_budget(max_new_tokens, context, mask)
     cache = runner.empty_cache(batch)
     logits, cache = runner.step(input_ids, mask, positions, cache)
     for step in range(steps):
