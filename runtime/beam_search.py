@@ -16,12 +16,11 @@ Machine Translation System", section 7, length normalisation):
   low probability and loses to a path the model finds likely;
 - a finished hypothesis (an eos id where allowed, or a grammar that can take no more) is
   ranked by ``sum / generated_tokens ** length_penalty`` (its eos id counted);
-- each step keeps, per prompt, the ``num_beams`` best non-eos extensions among the
-  ``2 * num_beams`` best candidates; an eos candidate finishes a hypothesis only when it
-  ranks within the first ``num_beams``. A kept extension whose grammar can take nothing
-  more (llguidance "stopped") becomes a finished hypothesis after the step, and its beam
-  stays empty for the next step (so a grammar-complete output is not held to the
-  first-``num_beams`` rank, and the search may run a step with fewer beams);
+- each step keeps, per prompt, the ``num_beams`` best unfinished extensions among the
+  ``2 * num_beams`` best candidates; a finishing candidate (an eos id, or a token after
+  which the grammar can take no more: llguidance "stopped",
+  :meth:`~runtime.constraint.GrammarConstraint.completes_with`) becomes a hypothesis only
+  when it ranks within the first ``num_beams``, and never takes a running beam's place;
 - a prompt is done when it has ``num_beams`` finished hypotheses and its best running beam,
   scored at its current length, does not beat the worst of them (transformers'
   ``early_stopping=False`` heuristic: exact for ``length_penalty <= 0``; with a positive
@@ -201,6 +200,10 @@ def beam_search(
                     if rank < k:
                         hypotheses[b].add(total, ids[source] + [token], eos_reason)
                     continue
+                if constraint is not None and constraint.completes_with(source, token):
+                    if rank < k:  # a grammar-complete output ranks as an eos output does
+                        hypotheses[b].add(total, ids[source] + [token], "grammar")
+                    continue
                 sources[b * k + kept], tokens[b * k + kept] = source, token
                 new_scores[b, kept] = total
                 kept += 1
@@ -209,10 +212,6 @@ def beam_search(
         if constraint is not None:
             constraint.reorder(sources)
             constraint.advance(tokens, ~np.isfinite(scores.reshape(rows)))
-            for row in np.flatnonzero(constraint.complete & np.isfinite(scores.reshape(rows))):
-                b = row // k
-                hypotheses[b].add(float(scores[b, row % k]), ids[row], "grammar")
-                scores[b, row % k] = -np.inf
         length = step + 1
         for b in np.flatnonzero(~done).tolist():
             done[b] = hypotheses[b].done(float(scores[b].max()), length)

@@ -94,6 +94,15 @@ def _one_line(text: str, limit: int = 300) -> str:
     return message if len(message) <= limit else message[:limit - 3] + "..."
 
 
+def clear_token_bits(words: np.ndarray, tokens: Sequence[int]) -> None:
+    """Clear the bits of ``tokens`` in an llguidance token bitmask (int32 [rows, words],
+    changed in place): bit ``j`` of word ``w`` is token ``32 * w + j``. Works on a uint32
+    view, so bit 31 needs no signed constant."""
+    unsigned = words.view(np.uint32)
+    for token in tokens:
+        unsigned[:, token >> 5] &= np.uint32(0xFFFFFFFF ^ (1 << (token & 31)))
+
+
 class GrammarCompiler:
     """Compiles grammars for one loaded model. Thread-safe; one per :class:`ShadowGenerator`.
 
@@ -263,6 +272,23 @@ class GrammarConstraint:
         self._bias[ended] = 0.0  # ended rows ride along unconstrained (tokens ignored)
         self._prepare(rows)
 
+    def completes_with(self, row: int, token: int) -> bool:
+        """Whether ``token`` (not an eos id) would leave ``row``'s grammar complete: it can
+        take no more tokens (llguidance's "stopped"), or it accepts, no eos id is set and
+        no token may follow. Beam search ranks such a candidate as it ranks eos. Works on a
+        copy of the row's matcher (``deep_copy``, microseconds); the row is not changed."""
+        matcher = self._matchers[row].deep_copy()
+        if not matcher.consume_token(int(token)):
+            return False
+        if matcher.is_stopped():
+            return True
+        if len(self._eos) or not matcher.is_accepting():
+            return False
+        scratch = self._numpy.allocate_token_bitmask(1, self._vocab)
+        self._numpy.fill_next_token_bitmask(matcher, scratch, 0)
+        clear_token_bits(scratch, self._llg_eos)
+        return not scratch.any()
+
     def reorder(self, sources: np.ndarray) -> None:
         """Row ``i`` takes over the state of row ``sources[i]`` (int [batch]; beam search,
         :mod:`runtime.beam_search`). A source used twice is copied (llguidance's
@@ -294,8 +320,7 @@ class GrammarConstraint:
             return
         # bit j of 32-bit word w is token 32*w + j (little-endian words, as llguidance writes)
         words = self._bitmask if len(running) == len(self._matchers) else self._bitmask[running]
-        for token in self._llg_eos:  # llguidance's eos bits: this call's eos ids decide instead
-            words[:, token >> 5] &= ~np.int32(1 << (token & 31))
+        clear_token_bits(words, self._llg_eos)  # llguidance's eos: this call's eos ids decide
         any_token = words.any(axis=1)
         allowed = np.unpackbits(words.astype("<i4", copy=False).view(np.uint8), axis=1,
                                 count=self._vocab, bitorder="little")  # 0/1 per id

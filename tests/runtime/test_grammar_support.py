@@ -154,3 +154,13 @@ def test_the_mask_allows_exactly_the_next_tokens_of_each_row(generator):
     masked = constraint.mask(np.zeros((2, 259), dtype=np.float32))
     assert sorted(np.flatnonzero(np.isfinite(masked[0])).tolist()) == sorted(digits + [2])
     assert np.isfinite(masked[1]).all()  # an ended row rides along unconstrained
+
+
+def test_clearing_token_bits_covers_every_bit_of_a_word():
+    # bit 31 of a word is the int32 sign bit (the token ids 31, 63, ... of an eos)
+    from runtime.constraint import clear_token_bits
+
+    words = np.full((2, 3), -1, dtype=np.int32)  # every id of 96 allowed
+    clear_token_bits(words, [0, 31, 63, 70])
+    allowed = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")
+    assert [np.flatnonzero(row == 0).tolist() for row in allowed] == [[0, 31, 63, 70]] * 2
