@@ -29,9 +29,9 @@ Machine Translation System", section 7, length normalisation):
 
 At ``max_new_tokens`` (or the end of the context), running beams count as hypotheses with
 finish_reason "length", as in transformers: under a grammar a cut-off prefix can then
-outrank a complete match, so give ``max_new_tokens`` room for the longest output. Each prompt returns its best hypothesis. The prompt is run once;
-its cache is then copied to the beams, and every step reorders the cache (and the grammar
-matchers) by the beams' sources.
+outrank a complete match, so give ``max_new_tokens`` room for the longest output. Each
+prompt returns its best hypothesis. The prompt is run once; its cache is then copied to the
+beams, and every step reorders the cache (and the grammar matchers) by the beams' sources.
 """
 
 from __future__ import annotations

@@ -81,15 +81,10 @@ class TestAgainstBruteForce:
         k = 3
         for prompt in PROMPTS[:4]:
             prompt_ids = generator.encode_prompt(prompt)
-            first = _log_softmax(generator.runner.step(
-                np.array([prompt_ids]), np.ones((1, len(prompt_ids)), dtype=np.int64),
-                np.arange(len(prompt_ids))[None], generator.runner.empty_cache(1))[0][0])
+            first = next_logprobs(generator, prompt_ids)
             candidates = []
             for t1 in np.argsort(-first)[:k].tolist():
-                ids = prompt_ids + [t1]
-                second = _log_softmax(generator.runner.step(
-                    np.array([ids]), np.ones((1, len(ids)), dtype=np.int64),
-                    np.arange(len(ids))[None], generator.runner.empty_cache(1))[0][0])
+                second = next_logprobs(generator, prompt_ids + [t1])
                 t2 = int(np.argmax(second))
                 candidates.append((first[t1] + second[t2], [t1, t2]))
             best = max(candidates)[1]
