@@ -52,7 +52,7 @@ SEED = 1234
 SPLITS = ("train", "validation", "test")
 CAPS = {"train": 300, "validation": 20, "test": 40}
 #: Out-of-scope commands per split (target action ``none``).
-OUT_OF_SCOPE_CAPS = {"train": 450, "validation": 40, "test": 100}
+OUT_OF_SCOPE_CAPS = {"train": 800, "validation": 40, "test": 100}
 #: Slots whose values name the home's own entities (the app's entity list constrains them).
 ENTITY_SLOTS = ("area", "floor", "name")
 SYSTEM_PROMPT = "Home assistant."

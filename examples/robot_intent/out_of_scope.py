@@ -10,7 +10,7 @@ the wording of the Home Assistant intents we do support (no "turn on", "set", "o
 greetings), so a command is out of scope by what it asks, not by a trick of wording.
 Templates are split like the intent templates: within each category about a quarter is
 held out for test and a tenth for validation, so the test measures phrasings the model
-never saw.
+never saw. :data:`TRAIN_ONLY` adds phrasings that only training uses (data v5).
 """
 
 from __future__ import annotations
@@ -79,6 +79,45 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: More phrasings per category for training only (new in data v5). They never go to
+#: validation or test, so those splits are v4's; they widen what "out of scope" looks like in
+#: training, which v4's roughly 80 training phrasings left narrow (test false accepts came
+#: from whole held-out phrasings answered with confidence).
+TRAIN_ONLY: dict[str, tuple[str, ...]] = {
+    "small_talk": (
+        "do you like {food}", "i love {topic}", "what do you think about {topic}",
+        "i miss {person}", "today was {feeling}", "are we friends", "you're {quality}",
+        "i'm thinking about {topic}", "{person} is coming over later",
+        "do you know any riddles", "talk to me", "what's your favorite {thing}",
+        "i went to {city} last year", "my {animal} did something {quality}",
+        "i feel {feeling} about tomorrow", "that was {quality}", "let's play a game",
+        "can you keep a secret",
+    ),
+    "question": (
+        "who was {famous}", "how old is {landmark}", "what's the currency of {country}",
+        "which is heavier, a {animal} or a {animal}", "how do you say {word} in {language}",
+        "what is the opposite of {word}", "who won the last world cup",
+        "how many people live in {country}", "is {food} healthy", "what color is a {animal}",
+        "how long do {animal}s live", "what is {topic}", "what's the speed of light",
+        "which is bigger, {city} or {other_city}",
+    ),
+    "service": (
+        "buy a ticket to {city}", "find a {shop} open now", "make a reservation at {restaurant}",
+        "check the train times to {city}", "send {person} {n} dollars",
+        "look up flights to {city} on {day}", "find me a {car} to rent",
+        "check my {social} notifications", "write an email to {person} about the {document}",
+        "renew my library books", "find parking near {restaurant}",
+        "what's on my calendar {day}", "order a ride to {city}",
+    ),
+    "chore": (
+        "empty the dishwasher", "put away the groceries", "wrap a present for {person}",
+        "feed the {animal} some treats", "scrub the bathtub", "look for my {object}",
+        "dust the shelves", "peel the potatoes", "sort the recycling", "trim the hedges",
+        "chop some {food}", "fold the towels", "hang up my coat", "unpack my suitcase",
+        "make me a cup of tea", "tidy up my desk", "pack my lunch",
+    ),
+}
+
 FILLS: dict[str, tuple[str, ...]] = {
     "thing": ("color", "movie", "song", "book", "food", "animal", "season", "sport", "game"),
     "topic": ("cats", "space", "pirates", "dinosaurs", "history", "football", "robots",
@@ -128,7 +167,8 @@ _HELDOUT = {"test": 0.25, "validation": 0.10}
 
 def assign_templates(seed: int) -> dict[str, list[str]]:
     """{split: templates}: per category, a quarter of the templates for test and a tenth
-    for validation (at least one each); the rest train. Deterministic for ``seed``."""
+    for validation (at least one each); the rest train, with the category's
+    :data:`TRAIN_ONLY` phrasings. Deterministic for ``seed``."""
     out = {"train": [], "validation": [], "test": []}
     for category, templates in sorted(TEMPLATES.items()):
         ids = sorted(templates)
@@ -137,7 +177,7 @@ def assign_templates(seed: int) -> dict[str, list[str]]:
         n_val = max(1, round(_HELDOUT["validation"] * len(ids)))
         out["test"] += ids[:n_test]
         out["validation"] += ids[n_test:n_test + n_val]
-        out["train"] += ids[n_test + n_val:]
+        out["train"] += ids[n_test + n_val:] + list(TRAIN_ONLY.get(category, ()))
     return out
 
 
@@ -148,4 +188,4 @@ def fill(template: str, rng: random.Random) -> str:
 
 def category_of(template: str) -> str:
     """The category (``small_talk``, ``question``, ``service``, ``chore``) of ``template``."""
-    return next(c for c, ts in TEMPLATES.items() if template in ts)
+    return next(c for c, ts in TEMPLATES.items() if template in ts + TRAIN_ONLY.get(c, ()))

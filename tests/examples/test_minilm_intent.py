@@ -30,7 +30,7 @@ def test_the_loader_reads_the_robot_intent_splits():
     splits = {name: data.read_split(name) for name in data.SPLITS}
     assert len(labels) == 36  # 35 intents and "none" (out of scope)
     assert {name: len(rows) for name, rows in splits.items()} == {
-        "train": 8782, "validation": 610, "test": 1274}
+        "train": 9132, "validation": 610, "test": 1274}
     assert all(0 <= e.label < len(labels) and e.text for rows in splits.values() for e in rows)
     counts = Counter(e.label for e in data.oversampled(splits["train"]))
     assert min(counts.values()) >= data.MIN_PER_INTENT
