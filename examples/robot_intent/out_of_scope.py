@@ -10,7 +10,10 @@ the wording of the Home Assistant intents we do support (no "turn on", "set", "o
 greetings), so a command is out of scope by what it asks, not by a trick of wording.
 Templates are split like the intent templates: within each category about a quarter is
 held out for test and a tenth for validation, so the test measures phrasings the model
-never saw. :data:`TRAIN_ONLY` adds phrasings that only training uses (data v5).
+never saw. :data:`TRAIN_ONLY` adds phrasings that only training uses (data v5). Two
+departures there from the rules above: "find a {shop} open now" has "open" as an adjective,
+and a few remarks and questions address the assistant ("are we friends", "can you keep a
+secret"), which sit near HassRespond's "are you always listening".
 """
 
 from __future__ import annotations

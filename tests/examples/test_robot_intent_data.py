@@ -79,8 +79,8 @@ def test_training_only_out_of_scope_phrasings_are_trained_on_and_never_evaluated
     for split in ("validation", "test"):
         assert not extra & {e.template for e in splits[split]}
     # the held-out phrasings are v4's: none is a training-only phrasing as well
-    shared = set(out_of_scope.TEMPLATES) & {t.split("/", 1)[1] for t in extra}
-    assert not shared
+    held = {t for ts in out_of_scope.TEMPLATES.values() for t in ts}
+    assert len(held) > 100 and not held & {t.split("/", 1)[1] for t in extra}
     assert out_of_scope.category_of("pack my lunch") == "chore"
 
 
