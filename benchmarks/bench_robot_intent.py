@@ -15,10 +15,10 @@ first ``--limit`` of them, all with ``--limit 0``), batch 1, ``--threads`` threa
   - whole-command latency: ``generate(..., max_new_tokens=32)`` to the end of the action;
   - tokens per command (generated ids, eos included);
 
-- with ``--grammar``, the same whole-command latency with the home action grammar and
-  beam search, as the app runs with ``--grammar`` (``examples.robot_intent.grammar``:
-  ``GRAMMAR_BEAMS`` beams; each run of 16 commands has the home
-  ``examples.robot_intent.evaluate.homes`` gives it, as in the evaluation);
+- with ``--grammar``, the same whole-command latency with the command's action grammar
+  and beam search, as the app runs with ``--grammar`` (``examples.robot_intent.grammar``:
+  ``GRAMMAR_BEAMS`` beams; building the grammar is timed too; each run of 16 commands has
+  the home ``examples.robot_intent.evaluate.homes`` gives it, as in the evaluation);
 
 - classification export: ``classify(command)``, one command per call.
 
@@ -84,22 +84,29 @@ def bench_generation(folder: Path, prompts: list, threads: int, rounds: int) -> 
 
 
 def bench_grammar(folder: Path, prompts: list, threads: int, rounds: int) -> dict:
-    """Whole-command latency with each command's home grammar and the app's beam search."""
+    """Whole-command latency with each command's grammar and the app's beam search."""
     import runtime
     from examples.robot_intent.evaluate import BATCH, homes, read_examples
-    from examples.robot_intent.grammar import GRAMMAR_BEAMS, LENGTH_PENALTY, home_grammar
+    from examples.robot_intent.grammar import (
+        GRAMMAR_BEAMS,
+        LENGTH_PENALTY,
+        command_grammar,
+        load_schema,
+    )
 
     examples = read_examples("test")[0][:len(prompts)]
-    grammars = [home_grammar(home) for home in homes(examples, "test")]
+    home_list, schema = homes(examples, "test"), load_schema()
     model = runtime.load(folder, threads=threads)
     settings = {"max_new_tokens": MAX_NEW_TOKENS, "num_beams": GRAMMAR_BEAMS,
                 "length_penalty": LENGTH_PENALTY}
-    model.generate(prompts[0], grammar=grammars[0], **settings)  # warm-up (+ llguidance set-up)
+    warm_up = command_grammar(examples[0].text, home_list[0], schema)
+    model.generate(prompts[0], grammar=warm_up, **settings)  # warm-up (+ llguidance set-up)
     whole, tokens = [], []
     for _ in range(rounds):
         for i, prompt in enumerate(prompts):
             start = time.perf_counter()
-            result = model.generate(prompt, grammar=grammars[i // BATCH], **settings)
+            grammar = command_grammar(examples[i].text, home_list[i // BATCH], schema)
+            result = model.generate(prompt, grammar=grammar, **settings)
             whole.append(1e3 * (time.perf_counter() - start))
             tokens.append(len(result.token_ids))
     return {"num_beams": GRAMMAR_BEAMS, "whole_command": percentiles(whole),

@@ -13,8 +13,10 @@ the intent, so its handler is called without slots.
 
 The app knows its home (``--home``, default ``home.json``: the areas, floors and device
 names it can act on). With ``--grammar`` the model is constrained to actions over those
-entities (:mod:`grammar`; needs ``pip install 'shadow-edge[grammar]'``); without it, an
-action that names an entity the home does not have is refused before any handler runs.
+entities, and the entities a command names must appear in its action (:mod:`grammar`,
+:func:`grammar.command_grammar`; needs ``pip install 'shadow-edge[grammar]'``;
+``--home-grammar-only`` drops the second rule). Without it, an action that names an entity
+the home does not have is refused before any handler runs.
 """
 
 from __future__ import annotations
@@ -112,33 +114,54 @@ class RobotApp:
         folder: a ``shadow-edge export`` folder (text-generation or text-classification).
         threads: onnxruntime intra-op threads.
         home: the entities the app may act on (default: ``home.json``).
-        grammar: constrain generation to the home's actions (see the module docstring).
+        grammar: constrain generation to the home's actions, with the entities each
+            command names required (see the module docstring).
+        named: with ``grammar``, require the named entities (False: the home grammar
+            alone, :func:`grammar.home_grammar`).
         num_beams: beams of the search (1 = greedy); default ``grammar.GRAMMAR_BEAMS`` with
             the grammar, 1 without (see ``grammar.GRAMMAR_BEAMS`` for why).
     """
 
     def __init__(self, folder: str, threads: int | None = 1, dispatcher: Dispatcher = robot,
-                 home=None, grammar: bool = False, num_beams: int | None = None):
+                 home=None, grammar: bool = False, num_beams: int | None = None,
+                 named: bool = True):
         import runtime
 
-        from .grammar import GRAMMAR_BEAMS, LENGTH_PENALTY, Home, home_grammar
+        from .grammar import GRAMMAR_BEAMS, LENGTH_PENALTY, Home, action_grammar, load_schema
 
         self.model = runtime.load(folder, threads=threads)
         self.generative = self.model.manifest.is_generation
         self.dispatcher = dispatcher
         self.home = home or Home.load()
-        self.grammar = home_grammar(self.home) if grammar and self.generative else None
+        self.grammar = grammar and self.generative
+        self.named = named
+        self.schema = load_schema() if self.grammar else None
+        if self.grammar:  # check the home's entity names now, not at the first command
+            action_grammar(self.schema, self.home)
         if num_beams is None:
-            num_beams = GRAMMAR_BEAMS if self.grammar is not None else 1
+            num_beams = GRAMMAR_BEAMS if self.grammar else 1
         self.decoding = {"num_beams": num_beams, "length_penalty": LENGTH_PENALTY}
 
+    def grammars(self, commands: list[str]) -> list:
+        """The ``runtime.Grammar`` of each command (one per command, or the home's)."""
+        from .grammar import command_grammar, home_grammar
+
+        if not self.named:
+            return [home_grammar(self.home, self.schema)] * len(commands)
+        return [command_grammar(c, self.home, self.schema) for c in commands]
+
     def understand(self, commands: list[str]) -> list[Action]:
-        """The action for each command (batched)."""
+        """The action for each command (batched without the grammar; one command per call
+        with it, since each command has its own grammar)."""
         if self.generative:
             prompts = [[{"role": "system", "content": SYSTEM_PROMPT},
                         {"role": "user", "content": c}] for c in commands]
-            results = self.model.generate(prompts, max_new_tokens=32, grammar=self.grammar,
-                                          **self.decoding)
+            if self.grammar:
+                results = [self.model.generate(prompt, max_new_tokens=32, grammar=g,
+                                               **self.decoding)
+                           for prompt, g in zip(prompts, self.grammars(commands), strict=True)]
+            else:
+                results = self.model.generate(prompts, max_new_tokens=32, **self.decoding)
             actions = []
             for r in results:
                 try:
@@ -173,6 +196,8 @@ def main(argv=None) -> int:
                    "device names (default: examples/robot_intent/home.json)")
     p.add_argument("--grammar", action="store_true",
                    help="constrain generation to actions over the home's entities")
+    p.add_argument("--home-grammar-only", action="store_true",
+                   help="with --grammar: do not require the entities a command names")
     p.add_argument("--num-beams", type=int, default=None,
                    help="beam search width (default: 4 with --grammar, 1 = greedy without)")
     args = p.parse_intermixed_args(argv)
@@ -184,7 +209,7 @@ def main(argv=None) -> int:
     try:
         home = Home.load(args.home) if args.home else None
         app = RobotApp(args.folder, threads=args.threads, home=home, grammar=args.grammar,
-                       num_beams=args.num_beams)
+                       num_beams=args.num_beams, named=not args.home_grammar_only)
         for command, action, result in app(commands):
             print(f"{command!r} -> {action.intent} {action.slots} -> {result}")
     except (ShadowRuntimeError, ValueError, OSError) as err:  # bad folder, home or setting

@@ -12,12 +12,14 @@ scores in the JSON output. ONNX rows also report agreement with torch shadow_onl
 first ONNX row), example by example.
 
 With ``--grammar`` every ONNX generation row is run twice: free, and constrained by the
-action grammar of a *home* (:mod:`grammar`). Commands are grouped in batches of 16, and each
-batch is one home: the areas, floors and device names its commands name, plus distractors
-of the same split (``HOME_DISTRACTORS``), as a real home lists many entities a command does
-not mention. Constrained rows decode by beam search (``--num-beams``, default
-``grammar.GRAMMAR_BEAMS``, length penalty ``grammar.LENGTH_PENALTY``), as the app does;
-free rows decode greedily.
+app's grammar for each command (:func:`grammar.command_grammar`: the home's entities, with
+those the command names required). ``--home-grammar`` adds a row constrained by the home
+grammar alone (:func:`grammar.home_grammar`). Commands are grouped in batches of 16, and
+each batch is one *home*: the areas, floors and device names its commands name, plus
+distractors of the same split (``HOME_DISTRACTORS``), as a real home lists many entities a
+command does not mention. Constrained rows decode by beam search (``--num-beams``, default
+``grammar.GRAMMAR_BEAMS``, length penalty ``grammar.LENGTH_PENALTY``), as the app does,
+one command at a time with the command grammar; free rows decode greedily.
 """
 
 from __future__ import annotations
@@ -128,10 +130,14 @@ def homes(examples, split: str, batch_size: int = BATCH, seed: int = 0) -> list:
 
 def eval_runtime(folder: Path, tokenizer, task: str, examples, labels: list[str], name: str,
                  threads: int | None = None, batch_size: int = BATCH,
-                 grammar_homes: list | None = None, num_beams: int = 1) -> Result:
-    """Score an export folder through ``runtime`` (same token ids as torch); generation
-    with ``grammar_homes`` (one home per batch) is constrained by each home's grammar and
-    decoded with ``num_beams`` beams."""
+                 grammar_homes: list | None = None, num_beams: int = 1,
+                 per_command: bool = True) -> Result:
+    """Score an export folder through ``runtime`` (same token ids as torch).
+
+    Generation with ``grammar_homes`` (one home per batch of ``batch_size`` examples) is
+    constrained and decoded with ``num_beams`` beams: by each command's grammar in its
+    batch's home (``per_command``, one command per call, as the app does), or by each
+    home's grammar (a batch per call)."""
     import runtime
 
     model = runtime.load(folder, threads=threads)
@@ -139,10 +145,15 @@ def eval_runtime(folder: Path, tokenizer, task: str, examples, labels: list[str]
         prompts = [modeling.prompt_ids(tokenizer, e.text) for e in examples]
         grammars, decoding = None, {}
         if grammar_homes is not None:
-            from .grammar import LENGTH_PENALTY, home_grammar, load_schema
+            from .grammar import LENGTH_PENALTY, command_grammar, home_grammar, load_schema
 
             schema = load_schema()
-            grammars = [home_grammar(home, schema) for home in grammar_homes]
+            if per_command:
+                grammars = [command_grammar(e.text, grammar_homes[i // batch_size], schema)
+                            for i, e in enumerate(examples)]
+                batch_size = 1
+            else:
+                grammars = [home_grammar(home, schema) for home in grammar_homes]
             decoding = {"num_beams": num_beams, "length_penalty": LENGTH_PENALTY}
         timed = runtime_generate(model, prompts, batch_size=batch_size, grammars=grammars,
                                  **decoding)
@@ -188,7 +199,9 @@ def main(argv=None) -> None:
     p.add_argument("--n", type=int, default=0, help="fixed sample size (0: the whole split)")
     p.add_argument("--modes", default="base_shadow,shadow_only")
     p.add_argument("--grammar", action="store_true",
-                   help="generation: also run each ONNX folder with the home action grammar")
+                   help="generation: also run each ONNX folder with each command's grammar")
+    p.add_argument("--home-grammar", action="store_true",
+                   help="generation: also run each ONNX folder with the home grammar alone")
     p.add_argument("--num-beams", type=int, default=None,
                    help="beams of the constrained rows (default: grammar.GRAMMAR_BEAMS)")
     p.add_argument("--threads", type=int, default=2)
@@ -213,22 +226,26 @@ def main(argv=None) -> None:
     results = [eval_torch(model, tokenizer, args.task, examples, labels, mode)
                for mode in args.modes.split(",") if mode]
     reference = next((r for r in results if r.name == "torch shadow_only"), None)
-    grammar_homes = homes(examples, args.split) if args.grammar else None
-    first_onnx: dict[bool, Result] = {}  # the first ONNX row, free and with a grammar
+    grammar_homes = homes(examples, args.split)
+    # (row name suffix, homes, per_command): free, home grammar, command grammar
+    variants = [("", None, False)]
+    if args.task == "generation" and args.home_grammar:
+        variants.append((f" + home grammar, {num_beams} beams", grammar_homes, False))
+    if args.task == "generation" and args.grammar:
+        variants.append((f" + grammar, {num_beams} beams", grammar_homes, True))
+    first_onnx: dict[str, Result] = {}  # the first ONNX row of each variant
     for folder in args.onnx:
-        variants = [(f"onnx {folder.name}", None)]
-        if grammar_homes is not None and args.task == "generation":
-            variants.append((f"onnx {folder.name} + grammar, {num_beams} beams", grammar_homes))
-        for name, home_list in variants:
-            r = eval_runtime(folder, tokenizer, args.task, examples, labels, name,
-                             threads=args.threads, grammar_homes=home_list, num_beams=num_beams)
+        for suffix, home_list, per_command in variants:
+            r = eval_runtime(folder, tokenizer, args.task, examples, labels,
+                             f"onnx {folder.name}{suffix}", threads=args.threads,
+                             grammar_homes=home_list, num_beams=num_beams,
+                             per_command=per_command)
             if reference is not None:
                 r.agreement = agreement(r, reference)
-            constrained = home_list is not None
-            if constrained in first_onnx:
-                r.extra["agreement_with_first_onnx"] = agreement(r, first_onnx[constrained])
+            if suffix in first_onnx:
+                r.extra["agreement_with_first_onnx"] = agreement(r, first_onnx[suffix])
             else:
-                first_onnx[constrained] = r
+                first_onnx[suffix] = r
             results.append(r)
     for r in results:
         print(json.dumps({**r.summary(), **r.extra}))

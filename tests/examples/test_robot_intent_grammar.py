@@ -1,6 +1,7 @@
 """The robot-intent action grammar: built at run time from ``schema.json`` and a home's
-entities, it accepts every real action of that home and nothing else; on a generation export
-every constrained output parses into a known intent with the home's entities."""
+entities, it accepts every real action of that home and nothing else; a command's grammar
+also requires the entities the command names; on a generation export every constrained
+output parses into a known intent with the home's entities."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ import pytest
 from examples.robot_intent import data, slots
 from examples.robot_intent.app import SYSTEM_PROMPT, Action
 from examples.robot_intent.evaluate import DATA, homes
-from examples.robot_intent.grammar import Home, action_grammar, load_schema
+from examples.robot_intent.grammar import (
+    Home,
+    action_grammar,
+    command_grammar,
+    load_schema,
+    named_entities,
+)
 
 
 def _split(split: str) -> list[data.Example]:
@@ -25,9 +32,11 @@ def _home_of(examples) -> Home:
     return Home(*(tuple(sorted(values[k])) for k in ("area", "floor", "name")))
 
 
-def _parser(home: Home) -> lark.Lark:
+def _parser(home: Home, command: str | None = None) -> lark.Lark:
     # an independent parser (Python's lark) of the same grammar text
-    return lark.Lark(action_grammar(load_schema(), home), parser="lalr")
+    if command is None:
+        return lark.Lark(action_grammar(load_schema(), home), parser="lalr")
+    return lark.Lark(command_grammar(command, home).text, parser="lalr")
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +91,72 @@ def test_entity_names_that_would_break_an_action_are_refused(name):
 def test_an_empty_home_is_refused():
     with pytest.raises(ValueError, match="no areas, floors or names"):
         action_grammar(load_schema(), Home())
+
+
+HOME = Home(("kitchen", "nursery", "study", "garden"), ("top floor",),
+            ("kitchen lamp", "nursery fan"))
+
+
+@pytest.mark.parametrize("command, named", [
+    ("turn on the kitchen lamp", Home((), (), ("kitchen lamp",))),       # longest match wins
+    ("turn on the lights in the Nursery", Home(("nursery",))),         # any case
+    ("the kitchen's lights off", Home(("kitchen",))),                   # a possessive
+    ("water the gardens", Home()),                                       # whole words only
+    ("nursery fan off in the study", Home(("study",), (), ("nursery fan",))),
+    ("everything on the top floor off", Home((), ("top floor",))),
+    ("what is the capital of france", Home()),
+])
+def test_named_entities_are_the_longest_whole_word_matches(command, named):
+    assert named_entities(command, HOME) == named
+
+
+def test_a_command_grammar_requires_the_room_the_command_names():
+    parser = _parser(HOME, "stop the kitchen timer")
+    parser.parse("HassCancelTimer area: kitchen")
+    parser.parse("HassCancelAllTimers area: kitchen")
+    parser.parse("none")
+    for action in ("HassCancelTimer", "HassCancelTimer area: study", "HassCancelAllTimers",
+                   "HassGetCurrentTime"):  # the last cannot carry an area
+        with pytest.raises(lark.exceptions.LarkError):
+            parser.parse(action)
+
+
+def test_a_command_grammar_leaves_kinds_the_command_does_not_name_open():
+    parser = _parser(HOME, "turn on the nursery fan")
+    parser.parse("HassTurnOn name: nursery fan")
+    parser.parse("HassTurnOn area: study; name: nursery fan")   # areas: not named, all allowed
+    for action in ("HassTurnOn name: kitchen lamp", "HassTurnOn area: study; domain: fan"):
+        with pytest.raises(lark.exceptions.LarkError):
+            parser.parse(action)
+
+
+def test_a_command_grammar_drops_intents_that_cannot_carry_every_named_entity():
+    # HassVacuumStart takes a name or a floor, never an area with a name
+    parser = _parser(HOME, "clean the study with the kitchen lamp")
+    parser.parse("HassVacuumCleanArea area: study; name: kitchen lamp")
+    for action in ("HassVacuumStart name: kitchen lamp", "HassVacuumCleanArea area: study"):
+        with pytest.raises(lark.exceptions.LarkError):
+            parser.parse(action)
+
+
+def test_a_command_naming_nothing_gets_the_home_grammar():
+    assert (command_grammar("set a timer for 5 minutes", HOME).text
+            == action_grammar(load_schema(), HOME))
+
+
+@pytest.mark.parametrize("split, step", [("test", 1), ("validation", 1), ("train", 8)])
+def test_the_entities_a_command_names_are_its_entity_slots(split, step):
+    """What grammar.py's docstring states about the data: in each evaluation home, the
+    entities an in-scope command names are exactly its area, floor and name slots."""
+    examples = _split(split)[::step]
+    for home, start in zip(homes(examples, split), range(0, len(examples), 16), strict=True):
+        for e in examples[start:start + 16]:
+            if e.intent == "none":  # "grandma says hi" names a distractor device "grandma"
+                continue
+            slots_of = {k: (str(e.slots[k]),) if k in e.slots else ()
+                        for k in ("area", "floor", "name")}
+            assert named_entities(e.text, home) == Home(
+                slots_of["area"], slots_of["floor"], slots_of["name"]), e.text
 
 
 def test_evaluation_homes_hold_their_commands_entities_and_unseen_distractors():
