@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--precisions", nargs="+", default=["int8"])
     parser.add_argument("--grammar", action="store_true",
-                        help="also time generation with the home grammar and beam search")
+                        help="also time generation with each command's grammar and beam search")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     import onnxruntime

@@ -87,7 +87,7 @@ def draw(runtime: dict | None, ttft: dict | None, robot: dict | None, output: Pa
             labels.append(f"generation\n{precision}")
             p50.append(row["whole_command"]["p50_ms"])
             p95.append(row["whole_command"]["p95_ms"])
-            if "grammar" in row:  # --grammar: the home grammar with beam search
+            if "grammar" in row:  # --grammar: each command's grammar with beam search
                 labels.append(f"+ grammar, {row['grammar']['num_beams']} beams\n{precision}")
                 p50.append(row["grammar"]["whole_command"]["p50_ms"])
                 p95.append(row["grammar"]["whole_command"]["p95_ms"])

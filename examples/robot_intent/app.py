@@ -127,7 +127,7 @@ class RobotApp:
                  named: bool = True):
         import runtime
 
-        from .grammar import GRAMMAR_BEAMS, LENGTH_PENALTY, Home, action_grammar, load_schema
+        from .grammar import GRAMMAR_BEAMS, LENGTH_PENALTY, Home, home_grammar, load_schema
 
         self.model = runtime.load(folder, threads=threads)
         self.generative = self.model.manifest.is_generation
@@ -136,32 +136,28 @@ class RobotApp:
         self.grammar = grammar and self.generative
         self.named = named
         self.schema = load_schema() if self.grammar else None
-        if self.grammar:  # check the home's entity names now, not at the first command
-            action_grammar(self.schema, self.home)
+        # building the home grammar checks the home's entity names now, not at a command
+        home_only = home_grammar(self.home, self.schema) if self.grammar else None
+        self.shared = None if named else home_only  # one grammar for all commands, or None
         if num_beams is None:
             num_beams = GRAMMAR_BEAMS if self.grammar else 1
         self.decoding = {"num_beams": num_beams, "length_penalty": LENGTH_PENALTY}
 
-    def grammars(self, commands: list[str]) -> list:
-        """The ``runtime.Grammar`` of each command (one per command, or the home's)."""
-        from .grammar import command_grammar, home_grammar
-
-        if not self.named:
-            return [home_grammar(self.home, self.schema)] * len(commands)
-        return [command_grammar(c, self.home, self.schema) for c in commands]
-
     def understand(self, commands: list[str]) -> list[Action]:
-        """The action for each command (batched without the grammar; one command per call
-        with it, since each command has its own grammar)."""
+        """The action for each command (batched, but one command per call with each
+        command's own grammar)."""
+        from .grammar import command_grammar
+
         if self.generative:
             prompts = [[{"role": "system", "content": SYSTEM_PROMPT},
                         {"role": "user", "content": c}] for c in commands]
-            if self.grammar:
-                results = [self.model.generate(prompt, max_new_tokens=32, grammar=g,
-                                               **self.decoding)
-                           for prompt, g in zip(prompts, self.grammars(commands), strict=True)]
+            if self.grammar and self.named:
+                results = [self.model.generate(prompt, max_new_tokens=32, **self.decoding,
+                                               grammar=command_grammar(c, self.home, self.schema))
+                           for prompt, c in zip(prompts, commands, strict=True)]
             else:
-                results = self.model.generate(prompts, max_new_tokens=32, **self.decoding)
+                results = self.model.generate(prompts, max_new_tokens=32, grammar=self.shared,
+                                              **self.decoding)
             actions = []
             for r in results:
                 try:
@@ -201,6 +197,8 @@ def main(argv=None) -> int:
     p.add_argument("--num-beams", type=int, default=None,
                    help="beam search width (default: 4 with --grammar, 1 = greedy without)")
     args = p.parse_intermixed_args(argv)
+    if args.home_grammar_only and not args.grammar:
+        p.error("--home-grammar-only only applies with --grammar; add --grammar")
     commands = args.commands or [line.strip() for line in sys.stdin if line.strip()]
     from runtime.errors import ShadowRuntimeError
 

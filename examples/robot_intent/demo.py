@@ -11,7 +11,7 @@
    exact match, area and device-name F1, the out-of-scope false-accept rate, agreement with torch shadow_only,
    the export parity verdict and speed.
 4. Show commands about rooms and devices never seen in training going through the
-   runtime-only robot app, free and with the grammar of ``home.json``.
+   runtime-only robot app, free and with each command's grammar in ``home.json``.
 
 Sized to finish in under 5 minutes on 2 cores once the base is cached.
 """
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     if "generation" in tasks:
         folder = exports[("generation", "int8")][0]
         for grammar in (False, True)[: 1 if args.no_grammar else 2]:
-            how = (f"with the grammar of home.json, {GRAMMAR_BEAMS} beams" if grammar
+            how = (f"with each command's grammar in home.json, {GRAMMAR_BEAMS} beams" if grammar
                    else "free, greedy")
             console.print(f"robot app (runtime only, int8 generation export, {how}):")
             show_app(console, folder, args.threads, grammar)

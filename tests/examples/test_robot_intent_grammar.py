@@ -105,6 +105,7 @@ HOME = Home(("kitchen", "nursery", "study", "garden"), ("top floor",),
     ("nursery fan off in the study", Home(("study",), (), ("nursery fan",))),
     ("everything on the top floor off", Home((), ("top floor",))),
     ("what is the capital of france", Home()),
+    ("turn on 'kitchen lamp'", Home((), (), ("kitchen lamp",))),          # quoted
 ])
 def test_named_entities_are_the_longest_whole_word_matches(command, named):
     assert named_entities(command, HOME) == named
@@ -137,6 +138,32 @@ def test_a_command_grammar_drops_intents_that_cannot_carry_every_named_entity():
     for action in ("HassVacuumStart name: kitchen lamp", "HassVacuumCleanArea area: study"):
         with pytest.raises(lark.exceptions.LarkError):
             parser.parse(action)
+
+
+def test_a_name_listed_under_two_kinds_can_be_carried_by_either():
+    home = Home(("upstairs", "hall"), ("upstairs",), ("hall lamp",))
+    assert named_entities("lights off upstairs", home) == Home(("upstairs",), ("upstairs",))
+    parser = _parser(home, "lights off upstairs")
+    parser.parse("HassTurnOff domain: light; floor: upstairs")
+    parser.parse("HassTurnOff area: upstairs; domain: light")
+    with pytest.raises(lark.exceptions.LarkError):
+        parser.parse("HassTurnOff domain: light")
+
+
+def test_an_entity_after_a_possessive_s_is_not_named():
+    assert named_entities("emily's den lights", Home(("s den", "den"))) == Home(("den",))
+
+
+def test_named_values_must_be_the_home_s():
+    with pytest.raises(ValueError, match="not all the home's"):
+        action_grammar(load_schema(), HOME, named=Home(("moon base",)))
+
+
+def test_a_schema_the_home_cannot_fill_is_refused():
+    schema = {"intents": {"HassTurnOn": {"slot_sets": [["floor"]],
+                                         "slots": {"floor": "entity:floor"}}}}
+    with pytest.raises(ValueError, match="no intent this home can fill"):
+        action_grammar(schema, Home(("nursery",)))
 
 
 def test_a_command_naming_nothing_gets_the_home_grammar():
@@ -184,10 +211,13 @@ def test_home_json_names_mostly_unseen_rooms_and_devices():
 @pytest.mark.slow
 @pytest.mark.xdist_group("robot_intent")
 def test_constrained_actions_on_the_generation_export_always_parse(robot_exports):
-    """The committed generation shadow through ONNX with the home grammar on real held-out
-    commands (unseen rooms and devices): every action is complete, parses, names a known
-    intent with one of its slot sets, and uses only the home's entity values."""
+    """The committed generation shadow through ONNX with the home grammar and with each
+    command's grammar, on real held-out commands (unseen rooms and devices), greedy: every
+    action is complete, parses, names a known intent with one of its slot sets, and uses
+    only the home's entity values; with the command's grammar, every entity the command
+    names (unless the action is ``none``)."""
     import runtime
+    from examples.robot_intent.grammar import home_grammar
 
     schema = load_schema()
     model = runtime.load(robot_exports["generation-int8"], threads=1)
@@ -196,13 +226,19 @@ def test_constrained_actions_on_the_generation_export_always_parse(robot_exports
                            homes(examples, "test", batch_size=16), strict=True):
         prompts = [[{"role": "system", "content": SYSTEM_PROMPT},
                     {"role": "user", "content": e.text}] for e in batch]
-        from examples.robot_intent.grammar import home_grammar
-
         results = model.generate(prompts, max_new_tokens=32, grammar=home_grammar(home, schema))
-        for e, result in zip(batch, results, strict=True):
-            assert result.finish_reason == "grammar", (e.text, result)
-            action = Action.parse(result.text)
-            assert sorted(action.slots) in schema["intents"][action.intent]["slot_sets"]
-            for key in ("area", "floor", "name"):
-                if key in action.slots:
-                    assert action.slots[key] in home.values(key), (e.text, result.text)
+        per_command = [model.generate(p, max_new_tokens=32,
+                                      grammar=command_grammar(e.text, home, schema))
+                       for p, e in zip(prompts, batch, strict=True)]
+        for e, result, own in zip(batch, results, per_command, strict=True):
+            for r in (result, own):
+                assert r.finish_reason == "grammar", (e.text, r)
+                action = Action.parse(r.text)
+                assert sorted(action.slots) in schema["intents"][action.intent]["slot_sets"]
+                for key in ("area", "floor", "name"):
+                    if key in action.slots:
+                        assert action.slots[key] in home.values(key), (e.text, r.text)
+            action, named = Action.parse(own.text), named_entities(e.text, home)
+            if action.intent != "none":
+                for value in named.areas + named.floors + named.names:
+                    assert value in action.slots.values(), (e.text, own.text)
