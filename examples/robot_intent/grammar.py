@@ -29,12 +29,12 @@ grammar) to 0.959 (command grammar; greedy 0.946), area / device-name F1 0.93 / 
 0.99 / 0.99. A weaker rule, each intent carrying the most named kinds *it* can, gave 0.957,
 but on test it let a shorter action of an intent that cannot carry the room win
 (``HassVacuumStart name: upper robovac`` for "vacuum my upper tack room with upper
-robovac"); the present rule was adopted after that test run. In every in-scope command of the three splits, the entities it names in its
-evaluation home are exactly its entity slots (measured on all of them; a test checks test,
-validation and every 8th training command), so on this data the rule loses nothing. It
-helps only where users say the entity names as the home lists them; an entity worded
-differently gets no help from it (a command that names nothing decodes as with the home
-grammar).
+robovac"); the present rule was adopted after that test run. In every in-scope command of
+the three splits, the entities it names in its evaluation home are exactly its entity
+slots (measured on all of them; a test checks test, validation and every 8th training
+command), so on this data the rule loses nothing. It helps only where users say the entity
+names as the home lists them; an entity worded differently gets no help from it (a command
+that names nothing decodes as with the home grammar).
 
 With the grammar the app decodes by beam search (``GRAMMAR_BEAMS``, ``LENGTH_PENALTY``;
 :mod:`runtime.beam_search`). Greedy decoding picks the key first: for "jade entryway fan 77
@@ -123,9 +123,10 @@ def action_grammar(schema: dict, home: Home, *, named: Home | None = None) -> st
     takes only the named values (see the module docstring).
 
     Raises:
-        ValueError: the home lists no entity at all, or an entity name cannot be an
-            action value (blank, spaces at its ends, ``";"`` or a line break; see
-            :func:`action.format_value`).
+        ValueError: the home lists no entity at all, an entity name cannot be an action
+            value (blank, spaces at its ends, ``";"`` or a line break; see
+            :func:`action.format_value`), ``named`` holds a value the home lacks, or no
+            intent of ``schema`` can be filled in this home.
     """
     if not (home.areas or home.floors or home.names):
         raise ValueError("the home has no areas, floors or names; list at least one entity")
@@ -248,7 +249,11 @@ def home_grammar(home: Home | None = None, schema: dict | None = None):
 def command_grammar(text: str, home: Home | None = None, schema: dict | None = None):
     """A ``runtime.grammar.Grammar`` for the command ``text`` in ``home`` (default:
     ``home.json``): the home grammar with the entities ``text`` names required (see the
-    module docstring)."""
+    module docstring).
+
+    Raises:
+        ValueError: as :func:`action_grammar`.
+    """
     from runtime.grammar import Grammar
 
     home = home or Home.load()
