@@ -8,8 +8,8 @@
 3. Run a fixed sample of held-out test commands through torch (base_shadow, shadow_only)
    and through the runtime (ONNX fp32, ONNX int8, and for generation ONNX int8 constrained
    by each command's action grammar, with beam search), and print accuracy, full-action
-   exact match, area and device-name F1, the out-of-scope false-accept rate, agreement with torch shadow_only,
-   the export parity verdict and speed.
+   exact match, area and device-name F1, the out-of-scope false-accept rate, agreement
+   with torch shadow_only, the export parity verdict and speed.
 4. Show commands about rooms and devices never seen in training going through the
    runtime-only robot app, free and with each command's grammar in ``home.json``.
 

@@ -226,13 +226,14 @@ def main(argv=None) -> None:
     results = [eval_torch(model, tokenizer, args.task, examples, labels, mode)
                for mode in args.modes.split(",") if mode]
     reference = next((r for r in results if r.name == "torch shadow_only"), None)
-    grammar_homes = homes(examples, args.split)
     # (row name suffix, homes, per_command): free, home grammar, command grammar
     variants = [("", None, False)]
-    if args.task == "generation" and args.home_grammar:
-        variants.append((f" + home grammar, {num_beams} beams", grammar_homes, False))
-    if args.task == "generation" and args.grammar:
-        variants.append((f" + grammar, {num_beams} beams", grammar_homes, True))
+    if args.task == "generation" and (args.grammar or args.home_grammar):
+        grammar_homes = homes(examples, args.split)
+        if args.home_grammar:
+            variants.append((f" + home grammar, {num_beams} beams", grammar_homes, False))
+        if args.grammar:
+            variants.append((f" + grammar, {num_beams} beams", grammar_homes, True))
     first_onnx: dict[str, Result] = {}  # the first ONNX row of each variant
     for folder in args.onnx:
         for suffix, home_list, per_command in variants:

@@ -76,10 +76,10 @@ def task_results(request, sample, robot_exports, robot_base_dir):
                                     labels, f"ONNX {precision}", threads=1)
             for precision in ("fp32", "int8")}
     if task == "generation":
+        home_list = homes(examples, "test")
         for key, per_command in (("grammar", True), ("home grammar", False)):
             rows[key] = eval_runtime(robot_exports[f"{task}-int8"], tok, task, examples, labels,
-                                     f"ONNX int8 + {key}", threads=1,
-                                     grammar_homes=homes(examples, "test"),
+                                     f"ONNX int8 + {key}", threads=1, grammar_homes=home_list,
                                      num_beams=GRAMMAR_BEAMS, per_command=per_command)
     return task, torch_rows, rows
 
