@@ -38,6 +38,7 @@ from . import onnx as onnx_export
 from . import package, sources
 from .errors import ExportError, ParityError
 from .folding import Detached, detach, notify
+from .memory import release_source, release_weights
 from .parity import ParityReport, build_reference, gate, stored_probe_ids
 from .probes import read_calibration_text
 from .quantization import (
@@ -187,6 +188,10 @@ def verify(onnx_path, checkpoint=None, *, precision: str | None = None, base=Non
 
 def _reference(detached: Detached, precision: str, *, calibration_text: str | None = None,
                probes=None, tokenizer_dirs=None) -> ParityReference:
+    if detached.reference is None:
+        raise ConfigError("this Detached no longer holds its source model (an export let it "
+                          "go to save memory); load the checkpoint again with "
+                          "exporters.load_checkpoint")
     dirs = detached.asset_dirs if tokenizer_dirs is None else tokenizer_dirs
     config = detached.model.config
     return build_reference(
@@ -206,10 +211,8 @@ def _embedding_rows(detached: Detached) -> int:
     return min(int(rows), detached.model.dims().vocab_size)
 
 
-def _verify(path: Path, detached: Detached, precision: str, *,
-            calibration_text: str | None = None) -> ParityReport:
-    """The export-time gate: build the reference, store it next to ``path``, check ``path``."""
-    reference = _reference(detached, precision, calibration_text=calibration_text)
+def _check(path: Path, reference: ParityReference) -> ParityReport:
+    """The export-time gate: store ``reference`` next to ``path`` and check ``path``."""
     stored = reference.save(path.parent / REFERENCE_FILE)
     report = gate(path, reference)
     report.reference = reference.summary(REFERENCE_FILE, stored.stat().st_size,
@@ -358,7 +361,9 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         opset: ONNX opset (default 23, :data:`exporters.spec.DEFAULT_OPSET`).
         force: replace an existing ``output_dir`` (atomically).
         verify: run the parity gate (``False``: manifest says ``verified: false`` and why).
-        progress: ``callback(stage, info)`` for stages load/fold/export/quantize/verify/write.
+        progress: ``callback(stage, info)`` for stages load/fold/export/quantize/verify/write
+            (the gate's torch reference logits are computed at the end of ``fold``, before
+            the source model is let go; ``verify`` runs the ONNX side).
         external_data: force (True) / forbid (False) ``model.onnx.data``; default by size.
         calibration_text: text from your domain that the parity gate also probes (a ``str``
             is the text, a ``Path`` a UTF-8 file), next to the built-in English sample and
@@ -384,11 +389,17 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         detached = load_checkpoint(checkpoint, base=base, task=task,
                                    trust_remote_code=trust_remote_code, progress=progress)
         package.check_tokenizer_fits(detached.asset_dirs, _embedding_rows(detached))
+        # the gate's torch logits first: then the source model (for an adapter, the whole
+        # base) can be let go before the graph exists (memory.py)
+        reference = (_reference(detached, precision, calibration_text=calibration)
+                     if verify else None)
+        release_source(detached)
         work = staging / ".work"
         fp32_dir = staging if precision == "fp32" else work
         notify(progress, "export", opset=opset, external_data=external_data)
         exported = onnx_export.export_onnx(detached.model, fp32_dir / MODEL_FILE, opset=opset,
                                            external_data=external_data)
+        release_weights(detached.model)  # the file has them; config and sizes stay
         if precision != "fp32":
             notify(progress, "quantize", precision=precision,
                    keep_embeddings=int4_keep_embeddings)
@@ -398,8 +409,7 @@ def export(checkpoint, output_dir, *, base=None, task: str | None = None,
         parity = None
         if verify:
             notify(progress, "verify", precision=precision)
-            parity = _verify(staging / MODEL_FILE, detached, precision,
-                             calibration_text=calibration)
+            parity = _check(staging / MODEL_FILE, reference)
         notify(progress, "write", output_dir=str(output), ort=ort)
         ort_file = None
         if ort:
@@ -448,10 +458,12 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
     calibration = _calibration(calibration_text)
     output = Path(output_dir).absolute()
     with package.staged_output(output, force=force) as staging:
-        detached = None
+        reference = None
         if checkpoint is not None:
             detached = checkpoint if isinstance(checkpoint, Detached) else load_checkpoint(
                 checkpoint, base=base, task=manifest.task, trust_remote_code=trust_remote_code)
+            reference = _reference(detached, precision, calibration_text=calibration)
+            del detached  # the torch model is not needed past its reference logits
         for file in source.iterdir():
             if file.is_file() and file.name not in (*UNLISTED_FILES, MODEL_FILE,
                                                     MODEL_FILE + ".data"):
@@ -460,8 +472,7 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
         quantize(source / MODEL_FILE, staging / MODEL_FILE, precision,
                  keep_embeddings=keep_embeddings,
                  external_data=(source / (MODEL_FILE + ".data")).exists())
-        parity = _verify(staging / MODEL_FILE, detached, precision,
-                         calibration_text=calibration) if detached else None
+        parity = _check(staging / MODEL_FILE, reference) if reference is not None else None
         opset = model_opset(staging / MODEL_FILE)
         try:
             manifest = dataclasses.replace(

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shadow_edge.backbone import input_embeddings_of
 from shadow_edge.encoder_heads import EncoderClassifierHead
 
 from . import sources
@@ -51,7 +52,8 @@ class Detached(Loaded):
     """The result of :func:`detach`: the loaded source (:class:`~exporters.loaded.Loaded`)
     with ``model`` folded, plus the fold check and the size of the detached model.
 
-    ``reference`` is the *unfolded* source model in shadow-only mode, used by the parity gate.
+    ``reference`` is the *unfolded* source model in shadow-only mode, used by the parity gate
+    (``None`` once ``exporters.memory.release_source`` let it go).
     ``kind`` is ``"adapter"`` or ``"standalone"``. ``asset_dirs`` are folders to copy
     tokenizer / generation config files from, in order of preference.
     """
@@ -133,6 +135,24 @@ def fold(model: DetachedShadow, *, tolerance: float = FOLD_TOLERANCE) -> tuple[D
     return folded, rel
 
 
+def untie_head(model: DetachedShadow) -> None:
+    """Give a causal LM's head its own tensor where it is the input embedding's.
+
+    A folder source shares its tensors with the detached model
+    (``exporters.loaded.copy_fp32``), so a base that ties ``lm_head`` to ``embed_tokens``
+    arrives tied. The traced graph then reads the head as a ``Transpose`` of the embedding,
+    which ``exporters.head_graph`` does not take; with two equal tensors it finds the
+    constant head and stores the table once anyway (``share_tied_table``).
+    """
+    if model.task != TEXT_GENERATION or not isinstance(model.head, nn.Linear):
+        return
+    embedding = input_embeddings_of(model.backbone)
+    weight = model.head.weight
+    table = getattr(embedding, "weight", None)
+    if isinstance(table, torch.Tensor) and weight.data_ptr() == table.data_ptr():
+        model.head.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+
+
 def detach(source, *, base=None, task: str | None = None, trust_remote_code: bool = False,
            fold_tolerance: float = FOLD_TOLERANCE,
            progress: Callable[[str, dict], None] | None = None) -> Detached:
@@ -154,6 +174,7 @@ def detach(source, *, base=None, task: str | None = None, trust_remote_code: boo
     name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
     notify(progress, "load", checkpoint=name, base=str(base) if base is not None else None)
     loaded = sources.load(source, base=base, task=task, trust_remote_code=trust_remote_code)
+    untie_head(loaded.model)
     model, rel = fold(loaded.model, tolerance=fold_tolerance)
     model.eval()
     parameters, size = model.parameter_count()
@@ -182,4 +203,5 @@ __all__ = [
     "fold",
     "fold_head",
     "probe_inputs",
+    "untie_head",
 ]

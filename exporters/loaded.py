@@ -2,8 +2,9 @@
 
 Loaders (``sources.py`` for our checkpoints, HF folders and in-memory models,
 ``peft_format.py`` for HF peft's) return a :class:`Loaded`: the detached model as float32
-deep copies (the export never shares or mutates the caller's weights; tied embeddings become
-separate tensors), the torch reference, the task, the special tokens and where to copy
+copies (the export never shares or mutates the caller's weights; tied embeddings become
+separate tensors; a source loaded from a folder shares its float32 tensors instead,
+:func:`copy_fp32`), the torch reference, the task, the special tokens and where to copy
 tokenizer files from.
 """
 
@@ -32,11 +33,12 @@ CLASSIFIER_ATTRS = ("score", "classifier")
 class Loaded:
     """A recognised source: the unfolded :class:`DetachedShadow` (float32 copies), the torch
     ``reference`` ``(input_ids, attention_mask, position_ids) -> logits`` (int64 inputs,
-    float32 logits), the canonical task, special tokens, the checkpoint path (absolute) and
-    base, ``kind`` (``"adapter"`` / ``"standalone"``) and where tokenizer files live."""
+    float32 logits; ``None`` once ``exporters.memory.release_source`` let the source go), the
+    canonical task, special tokens, the checkpoint path (absolute) and base, ``kind``
+    (``"adapter"`` / ``"standalone"``) and where tokenizer files live."""
 
     model: DetachedShadow
-    reference: Callable
+    reference: Callable | None
     task: str
     tokens: Tokens
     checkpoint: str | None = None
@@ -45,9 +47,22 @@ class Loaded:
     asset_dirs: list[Path] = field(default_factory=list)
 
 
-def copy_fp32(module: nn.Module) -> nn.Module:
-    """A deep copy in float32 eval mode: the export never shares storage with the source."""
-    return copy.deepcopy(module).float().eval()
+def copy_fp32(module: nn.Module, *, share_weights: bool = False) -> nn.Module:
+    """A deep copy of ``module`` in float32 eval mode.
+
+    By default the copy owns its tensors: the export never shares storage with a model the
+    caller passed in. With ``share_weights`` the module tree is new but every float32
+    parameter and buffer (and every non-float one) is the source's own tensor, so the copy
+    costs no memory; tensors of other dtypes are still copied and converted. Only for a
+    source the exporter loaded itself: its weights are never written in place, and the
+    export lets the source go (``exporters.memory``) before it moves the copy's weights.
+    """
+    memo = None
+    if share_weights:
+        memo = {id(tensor): tensor
+                for tensor in (*module.parameters(), *module.buffers())
+                if tensor.dtype == torch.float32 or not tensor.is_floating_point()}
+    return copy.deepcopy(module, memo).float().eval()
 
 
 def read_json(path: Path) -> dict:

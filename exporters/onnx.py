@@ -23,6 +23,7 @@ from shadow_edge.quiet import drop_log_messages, ignore_warnings
 from .attention import FUSED_ATTENTION_MIN_OPSET, fused_attention
 from .errors import ExportError
 from .head_graph import add_logits_to_keep, share_tied_table, tied_head
+from .memory import forget_rewriter_graphs
 from .shadow_module import DetachedShadow
 from .spec import (
     LOGITS_TO_KEEP,
@@ -208,6 +209,28 @@ def export_onnx(model: DetachedShadow, output: str | Path, *, opset: int | None 
                                      external_data_threshold)
     logger.info("exporting %s (%s, %d layers) to %s with opset %d", dims.architecture, model.task,
                 dims.num_layers, output, opset)
+    try:
+        program = _trace(model, wrapper, args, shapes, inputs, outputs, opset)
+        shared = _save(program, model, output, inputs, outputs, use_external)
+    finally:  # else onnxscript's rewrite rules keep the traced graph and its weights
+        program = None
+        forget_rewriter_graphs()
+    files = [output]
+    data = output.with_name(output.name + ".data")
+    if data.exists():
+        files.append(data)
+    return OnnxExport(path=output, task=model.task, opset=opset, inputs=inputs, outputs=outputs,
+                      external_data=data.exists(), files=files, shared_table=shared)
+
+
+def _trace(model: DetachedShadow, wrapper: nn.Module, args, shapes, inputs, outputs,
+           opset: int):
+    """``torch.onnx.export(dynamo=True)`` of ``wrapper``; the program, at ``opset``.
+
+    Raises:
+        ExportError: tracing or conversion failed, or another opset came out.
+    """
+    dims = model.dims()
     attention = fused_attention(model) if opset >= FUSED_ATTENTION_MIN_OPSET else nullcontext()
     try:
         # torch.onnx registers torchvision's detection ops (nms, roi_align, ...) and says per
@@ -232,6 +255,13 @@ def export_onnx(model: DetachedShadow, output: str | Path, *, opset: int | None 
     if actual != opset:
         raise ExportError(f"the exporter produced opset {actual} instead of {opset}; "
                           f"use --opset {actual}")
+    return program
+
+
+def _save(program, model: DetachedShadow, output: Path, inputs, outputs,
+          use_external: bool) -> bool:
+    """Name the graph's I/O, edit a causal LM's head (``_edit_head``), strip tracing
+    metadata and write ``output``; returns whether the tied table is stored once."""
     traced_inputs = [s for s in inputs if s.name != LOGITS_TO_KEEP]
     shared = False
     if model.task == TEXT_GENERATION:
@@ -243,12 +273,7 @@ def export_onnx(model: DetachedShadow, output: str | Path, *, opset: int | None 
     output.parent.mkdir(parents=True, exist_ok=True)
     with ignore_warnings():  # onnx_ir's notes on saving; the file is checked by the gate
         program.save(str(output), external_data=use_external)
-    files = [output]
-    data = output.with_name(output.name + ".data")
-    if data.exists():
-        files.append(data)
-    return OnnxExport(path=output, task=model.task, opset=opset, inputs=inputs, outputs=outputs,
-                      external_data=data.exists(), files=files, shared_table=shared)
+    return shared
 
 
 def _traced_logits(spec: TensorSpec) -> TensorSpec:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -100,9 +101,14 @@ def _hf_reference(model: nn.Module) -> Callable:
 
 
 def from_hf_model(model: nn.Module, *, task: str | None = None, checkpoint: str | None = None,
-                  asset_dirs: list[Path] | None = None) -> Loaded:
-    """A standalone HF model (``*ForCausalLM``, ``*ForSequenceClassification``, projected LM)."""
+                  asset_dirs: list[Path] | None = None, share_weights: bool = False) -> Loaded:
+    """A standalone HF model (``*ForCausalLM``, ``*ForSequenceClassification``, projected LM).
+
+    ``share_weights``: the detached model shares ``model``'s float32 tensors
+    (:func:`exporters.loaded.copy_fp32`); only for a model loaded here from a folder.
+    """
     model.eval()
+    own = partial(copy_fp32, share_weights=share_weights)
     what = checkpoint or type(model).__name__
     if is_projection_model(model):
         actual = TEXT_GENERATION
@@ -112,7 +118,7 @@ def from_hf_model(model: nn.Module, *, task: str | None = None, checkpoint: str 
             projection = None  # identity when the hidden sizes match
     elif is_encoder(model):  # first-token head of its own architecture, classification only
         actual, head, projection = TEXT_CLASSIFICATION, encoder_head(model, task), None
-        backbone = copy_fp32(model.base_model)
+        backbone = own(model.base_model)
         drop_pooler(backbone)  # BERT's pooler belongs to the head
     else:
         actual = _hf_task(model)
@@ -134,8 +140,8 @@ def from_hf_model(model: nn.Module, *, task: str | None = None, checkpoint: str 
                       else head.out_features)
         id2label = id2label_of(model.config, num_labels)
     detached = DetachedShadow(
-        copy_fp32(backbone), copy_fp32(head), task=task,
-        projection=copy_fp32(projection) if projection is not None else None, id2label=id2label,
+        own(backbone), own(head), task=task,
+        projection=own(projection) if projection is not None else None, id2label=id2label,
         problem_type=getattr(model.config, "problem_type", None) if id2label is not None else None,
     )
     return Loaded(
@@ -161,18 +167,23 @@ def _shadow_reference(model) -> Callable:
 
 
 def from_shadow_model(model, *, task: str | None = None, checkpoint: str | None = None,
-                      base: str | None = None, asset_dirs: list[Path] | None = None) -> Loaded:
-    """An in-memory ``ShadowForCausalLM`` / ``ShadowForSequenceClassification``."""
+                      base: str | None = None, asset_dirs: list[Path] | None = None,
+                      share_weights: bool = False) -> Loaded:
+    """An in-memory ``ShadowForCausalLM`` / ``ShadowForSequenceClassification``.
+
+    ``share_weights``: as in :func:`from_hf_model` (for an adapter loaded here).
+    """
     model.eval()
+    own = partial(copy_fp32, share_weights=share_weights)
     peft = model.peft_model
     if hasattr(model, "shadow_lm_head"):
         actual, head = TEXT_GENERATION, model.shadow_lm_head
     else:
         actual, head = TEXT_CLASSIFICATION, model.shadow_classifier_head
     task = _check_task(task, actual, checkpoint or type(model).__name__)
-    backbone = copy_fp32(peft.shadow_model)
+    backbone = own(peft.shadow_model)
     if input_embeddings_of(backbone) is None:  # transformers 5 raises instead of None
-        backbone.set_input_embeddings(copy_fp32(peft.shadow_input_embeddings()))
+        backbone.set_input_embeddings(own(peft.shadow_input_embeddings()))
     projection = peft.shadow_hidden_projection
     base_model = peft.base_model
     id2label = None
@@ -180,8 +191,8 @@ def from_shadow_model(model, *, task: str | None = None, checkpoint: str | None 
         labels = getattr(head, "num_labels", None) or head.out_features  # encoder heads
         id2label = id2label_of(base_model.config, labels)
     detached = DetachedShadow(
-        backbone, copy_fp32(head), task=task,
-        projection=copy_fp32(projection) if isinstance(projection, nn.Linear) else None,
+        backbone, own(head), task=task,
+        projection=own(projection) if isinstance(projection, nn.Linear) else None,
         id2label=id2label,
         problem_type=getattr(base_model.config, "problem_type", None) if id2label else None,
     )
@@ -229,7 +240,8 @@ def _load_hf_folder(folder: Path, config: dict, task: str | None,
         model = load_pretrained_strict(auto, folder, what="the architecture in its config.json",
                                        fix=fix, dtype=torch.float32,
                                        trust_remote_code=trust_remote_code)
-    return from_hf_model(model, task=task, checkpoint=str(folder.absolute()), asset_dirs=[folder])
+    return from_hf_model(model, task=task, checkpoint=str(folder.absolute()), asset_dirs=[folder],
+                         share_weights=True)
 
 
 def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool) -> Loaded:
@@ -265,8 +277,10 @@ def _load_adapter(folder: Path, base, task: str | None, trust_remote_code: bool)
     asset_dirs = [folder]
     if isinstance(chosen, (str, Path)) and Path(chosen).is_dir():
         asset_dirs.append(Path(chosen))
+    # a base the caller passed in as a model keeps its own tensors
     return from_shadow_model(model, task=task, checkpoint=str(folder.absolute()),
-                             base=str(base_name) if base_name else None, asset_dirs=asset_dirs)
+                             base=str(base_name) if base_name else None, asset_dirs=asset_dirs,
+                             share_weights=not isinstance(chosen, nn.Module))
 
 
 def recorded_task_of(folder: str | Path, base=None) -> str | None:
@@ -314,8 +328,9 @@ def load(source, *, base=None, task: str | None = None, trust_remote_code: bool 
     if isinstance(source, DetachedShadow):
         _refuse_base(base, "a DetachedShadow")
         source.eval()
-        reference = source.logits
-        return Loaded(model=source, reference=reference, task=_check_task(task, source.task, "model"),
+        task = _check_task(task, source.task, "model")
+        # the export folds, unties and releases its own copy, never the caller's model
+        return Loaded(model=copy_fp32(source), reference=source.logits, task=task,
                       tokens=tokens_of(source.backbone))
     if isinstance(source, nn.Module):
         _refuse_base(base, f"an in-memory {type(source).__name__}")
