@@ -48,6 +48,14 @@ class KVCache:
     length: int
 
 
+def takes_logits_to_keep(session: ort.InferenceSession) -> bool:
+    """Whether the graph has the optional ``logits_to_keep`` input (exports since issue 17;
+    an input with a default, so onnxruntime lists it as an overridable initializer)."""
+    names = {i.name for i in session.get_inputs()}
+    names |= {i.name for i in session.get_overridable_initializers()}
+    return LOGITS_TO_KEEP in names
+
+
 class CausalLMRunner:
     """Runs prefill and decode steps of an exported causal LM session.
 
@@ -82,8 +90,7 @@ class CausalLMRunner:
             )
         self.output_names = ["logits", *self.present_names]
         #: the graph takes ``logits_to_keep`` (an overridable initializer; older exports do not)
-        self.keeps_logits = LOGITS_TO_KEEP in inputs | {
-            i.name for i in session.get_overridable_initializers()}
+        self.keeps_logits = takes_logits_to_keep(session)
         self._check_sizes(session)
 
     def _check_sizes(self, session: ort.InferenceSession) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .causal_lm import LOGITS_TO_KEEP, takes_logits_to_keep
 from .errors import ModelFolderError
 from .generation import positions_from_mask
 from .session import _ORT_LOAD_ERRORS, create_session
@@ -41,6 +42,8 @@ class OnnxCausalLM:
         shape = inputs[3].shape if self.past_names else [None, 1, None, 1]
         self.kv_heads, self.head_dim = int(shape[1]), int(shape[3])
         self.output_names = [o.name for o in self.session.get_outputs()]
+        #: the graph computes logits for the last k positions only when asked (issue 17)
+        self.keeps_logits = takes_logits_to_keep(self.session)
 
     def empty_past(self, batch: int) -> list[np.ndarray]:
         """Past tensors of length 0: float32 [batch, kv_heads, 0, head_dim] per key/value."""
@@ -48,8 +51,15 @@ class OnnxCausalLM:
                 for _ in self.past_names]
 
     def step(self, input_ids: np.ndarray, attention_mask: np.ndarray,
-             past: list[np.ndarray] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One forward: ``attention_mask`` covers past + new tokens. Returns (logits, present)."""
+             past: list[np.ndarray] | None = None, *,
+             logits_to_keep: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One forward: ``attention_mask`` covers past + new tokens. Returns (logits float32
+        [batch, seq or min(seq, logits_to_keep), vocab], present).
+
+        ``logits_to_keep`` > 0 returns the last k positions only; a graph with the
+        ``logits_to_keep`` input then computes no others (a long probe's full logits are
+        [seq, vocab] float32: 545 MB at 520 x 262,144). 0 returns every position.
+        """
         input_ids = np.asarray(input_ids, np.int64)
         attention_mask = np.asarray(attention_mask, np.int64)
         past = past if past is not None else self.empty_past(input_ids.shape[0])
@@ -59,19 +69,26 @@ class OnnxCausalLM:
             "position_ids": positions_from_mask(attention_mask)[:, -input_ids.shape[1]:],
         }
         feed.update(zip(self.past_names, past))
+        if logits_to_keep and self.keeps_logits:
+            feed[LOGITS_TO_KEEP] = np.array(logits_to_keep, np.int64)
         outputs = _run(self.session, self.output_names, feed)
-        return outputs[0], outputs[1:]
+        logits = outputs[0][:, -logits_to_keep:] if logits_to_keep else outputs[0]
+        return logits, outputs[1:]
 
     def prefill_then_decode(self, input_ids: np.ndarray, attention_mask: np.ndarray,
-                            prefill: int) -> np.ndarray:
-        """Teacher-forced logits for all positions: prefill ``prefill`` tokens, then one token
-        per step through the KV cache. Returns float32 [batch, seq, vocab]."""
-        logits, past = self.step(input_ids[:, :prefill], attention_mask[:, :prefill])
-        pieces = [logits]
+                            prefill: int, *, scored_from: int = 0) -> np.ndarray:
+        """Teacher-forced logits: prefill ``prefill`` tokens, then one token per step through
+        the KV cache. Returns float32 [batch, seq - scored_from, vocab], the positions from
+        ``scored_from`` on (the prefill computes no logits before it)."""
+        prefill = min(prefill, input_ids.shape[1])
+        kept = max(prefill - scored_from, 0)  # prefill positions returned
+        logits, past = self.step(input_ids[:, :prefill], attention_mask[:, :prefill],
+                                 logits_to_keep=max(kept, 1) if scored_from else 0)
+        pieces = [logits[:, logits.shape[1] - kept:]]
         for t in range(prefill, input_ids.shape[1]):
             logits, past = self.step(input_ids[:, t:t + 1], attention_mask[:, :t + 1], past)
             pieces.append(logits)
-        return np.concatenate(pieces, axis=1)
+        return np.concatenate(pieces, axis=1)[:, max(scored_from - prefill, 0):]
 
     def greedy(self, input_ids: np.ndarray, steps: int) -> list[int]:
         """Greedy tokens for one row (batch 1) through the KV cache."""

@@ -302,10 +302,11 @@ def causal_lm_report(onnx_path, reference: ParityReference) -> ParityReport:
     for probe in reference.probes:
         ids, ref = probe.input_ids, probe.logits.astype(np.float32)
         mask = np.ones_like(ids)
-        cached = model.prefill_then_decode(ids, mask, probe.prefill)[:, probe.scored_from:]
+        cached = model.prefill_then_decode(ids, mask, probe.prefill, scored_from=probe.scored_from)
         seq = ids.shape[1]
         if precision == "fp32":
-            full = model.step(ids, mask)[0][:, probe.scored_from:]
+            full = model.step(ids, mask, logits_to_keep=seq - probe.scored_from
+                              if probe.scored_from else 0)[0]
             report.add(f"logits_max_abs_diff{_suffix(probe)}", np.abs(full - ref).max(), tol,
                        "<=", f"{probe.name}: first step (past length 0), {ids.shape[0]} x {seq}; "
                        "tolerance 1e-4 x scale")

@@ -92,3 +92,34 @@ def test_an_export_without_the_input_still_runs(exports, precision, tmp_path):
     new_ids = runtime.load(folder, threads=1).generate([5, 9, 11], max_new_tokens=6,
                                                        eos_token_id=[]).token_ids
     assert old_ids == new_ids and len(new_ids) == 6
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_gate_probe_computes_only_the_positions_it_scores(exports, precision, tmp_path):
+    """``OnnxCausalLM`` (the parity gate's driver) asks the graph for the scored positions
+    only: a long sliding-window probe's full logits would be [seq, vocab] float32 each. The
+    kept rows equal the same rows of the all-position run, with and without the input."""
+    from runtime.onnx_probe import OnnxCausalLM
+
+    folder = exports[precision]
+    _without_logits_to_keep(folder / "model.onnx", tmp_path / "model.onnx")
+    ids = np.array([[5, 9, 11, 40, 7, 13, 2, 19], [3, 3, 8, 21, 6, 30, 12, 4]], np.int64)
+    mask = np.ones_like(ids)
+    for path, keeps in ((folder / "model.onnx", True), (tmp_path / "model.onnx", False)):
+        model = OnnxCausalLM(path)
+        assert model.keeps_logits is keeps
+        every, present = model.step(ids, mask)
+        assert every.shape[:2] == (2, 8)
+        for keep in (1, 3, 8):
+            kept, kept_present = model.step(ids, mask, logits_to_keep=keep)
+            assert kept.shape == (2, keep, every.shape[2])
+            np.testing.assert_allclose(kept, every[:, -keep:], rtol=0, atol=1e-5)
+            for a, b in zip(present, kept_present):
+                np.testing.assert_array_equal(a, b)
+        cached = model.prefill_then_decode(ids, mask, 5)
+        assert cached.shape == every.shape
+        np.testing.assert_allclose(cached, every, rtol=0, atol=1e-4)
+        for scored_from in (0, 2, 5, 6):  # before, at and after the end of the prefill
+            scored = model.prefill_then_decode(ids, mask, 5, scored_from=scored_from)
+            assert scored.shape == (2, 8 - scored_from, every.shape[2])
+            np.testing.assert_allclose(scored, cached[:, scored_from:], rtol=0, atol=1e-5)
