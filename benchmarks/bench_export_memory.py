@@ -5,8 +5,8 @@ Runs ``exporters.export(CHECKPOINT, OUT, base=..., precision=...)`` in this proc
 thread samples the resident set size (``VmRSS`` in ``/proc/self/status``, Linux) every 3 ms,
 and prints, for each export stage (``progress`` callback: load, fold, export, quantize,
 verify, write), the RSS when it began and its peak, in MiB, and the overall peak as a
-multiple of the fp32 model size (``model.onnx`` + ``model.onnx.data`` of the fp32 export;
-for a quantized export pass ``--fp32-size`` or run the fp32 export first). Imports (torch,
+multiple of the fp32 model size (``model.onnx`` + ``model.onnx.data`` of an fp32 export;
+a quantized export needs ``--fp32-size``, the size an fp32 run printed). Imports (torch,
 transformers, onnx, onnxruntime) are counted: they are part of what an export costs.
 
 ``--gemma-shaped DIR`` first writes a checkpoint with the sizes of Gemma 3 270M (vocabulary
@@ -106,6 +106,12 @@ def main(argv=None) -> int:
                         help="fp32 model size for the ratio of a quantized export")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if (args.checkpoint is None) == (args.gemma_shaped is None):
+        parser.error("give either a CHECKPOINT or --gemma-shaped DIR")
+    if args.gemma_shaped and args.base:
+        parser.error("--gemma-shaped builds its own base; drop --base")
+    if args.precision != "fp32" and args.fp32_size is None:
+        parser.error("a quantized export needs --fp32-size MIB (an fp32 run prints it)")
     # onnxruntime's quantizer calls logging.basicConfig(level=INFO) when it is imported;
     # configuring the root logger first keeps its per-node lines off the table
     logging.basicConfig(level=logging.WARNING)
@@ -122,8 +128,6 @@ def main(argv=None) -> int:
             child.join()
             if child.exitcode:
                 raise SystemExit(f"building the Gemma-shaped checkpoint failed ({child.exitcode})")
-    if checkpoint is None:
-        parser.error("give a CHECKPOINT or --gemma-shaped DIR")
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "export"
         began = time.perf_counter()
@@ -139,8 +143,7 @@ def main(argv=None) -> int:
     print(f"{'stage':<10} {'start MiB':>10} {'peak MiB':>10}")
     for stage in stages:
         print(f"{stage:<10} {sampler.start[stage]:>10.0f} {sampler.peak[stage]:>10.0f}")
-    ratio = f"{peak / fp32:.2f}x the fp32 model ({fp32:.1f} MiB)" if fp32 else "(no --fp32-size)"
-    print(f"peak {peak:.0f} MiB = {ratio}")
+    print(f"peak {peak:.0f} MiB = {peak / fp32:.2f}x the fp32 model ({fp32:.1f} MiB)")
     if args.json:
         args.json.write_text(json.dumps({
             "checkpoint": str(checkpoint), "precision": args.precision, "seconds": seconds,

@@ -5,9 +5,11 @@ Loads ``FOLDER/model.onnx`` in onnxruntime with its profiler on (1 thread, CPU),
 followed by ``--new-tokens`` greedy decode steps, and prints, from onnxruntime's profile:
 
 - the median kernel time of each node, summed per operator type, for one step (the median
-  over the calls of a node is a decode step's time, as decode calls outnumber prefills);
-- each ``MatMul`` / ``MatMulNBits`` node's median with its weight shape [K, N], so the time
-  can be set against the bytes it reads;
+  over the calls of a node is a decode step's time, as decode calls outnumber prefills):
+  the 12 costliest operator types;
+- each ``MatMul`` / ``MatMulNBits`` node's median with its weight shape [K, N] (a
+  ``MatMul`` whose weight is a graph initializer; "-" otherwise), so the time can be set
+  against the bytes it reads;
 - wall time per prefill and per decode step (``session.run`` with the profiler on, so a
   little slower than ``runtime``'s own loop).
 
@@ -39,7 +41,9 @@ def run_rounds(session, prompt_tokens: int, new_tokens: int, rounds: int) -> tup
     outputs = [o.name for o in session.get_outputs()]
     keep = {"logits_to_keep": np.array(1, np.int64)} if "logits_to_keep" in {
         i.name for i in session.get_overridable_initializers()} | set(inputs) else {}
-    prompt = np.random.default_rng(0).integers(100, 4000, (1, prompt_tokens), dtype=np.int64)
+    vocab = session.get_outputs()[0].shape[-1]
+    high = vocab if isinstance(vocab, int) else 256  # random ids any vocabulary has
+    prompt = np.random.default_rng(0).integers(0, high, (1, prompt_tokens), dtype=np.int64)
 
     def step(ids, past, length):
         n = ids.shape[1]
@@ -98,11 +102,14 @@ def main(argv=None) -> int:
     for op, microseconds in per_op.most_common(12):
         print(f"  {op:<24} {microseconds / 1e3:7.3f} ms  {100 * microseconds / total:5.1f}%")
     graph = onnx.load(str(model_path), load_external_data=False).graph
+    weights = {t.name: list(t.dims) for t in graph.initializer}
     print("matrix products (median us, weight K x N):")
     for node in graph.node:
         if node.op_type in ("MatMul", "MatMulNBits") and node.name in per_node:
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            shape = f"{attrs['K']} x {attrs['N']}" if "K" in attrs else "-"
+            dims = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+            shape = (f"{attrs['K']} x {attrs['N']}" if "K" in attrs
+                     else " x ".join(map(str, dims)) if dims else "-")
             print(f"  {node.name:<28} {per_node[node.name]:8.1f}  {shape}")
     return 0
 

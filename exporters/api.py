@@ -38,7 +38,7 @@ from . import onnx as onnx_export
 from . import package, sources
 from .errors import ExportError, ParityError
 from .folding import Detached, detach, notify
-from .memory import release_source, release_weights
+from .memory import collect, release_source, release_weights
 from .parity import ParityReport, build_reference, gate, stored_probe_ids
 from .probes import read_calibration_text
 from .quantization import (
@@ -150,7 +150,8 @@ def verify(onnx_path, checkpoint=None, *, precision: str | None = None, base=Non
 
     Raises:
         ParityError: a check failed and ``raise_on_failure`` (``error.report`` has details).
-        ConfigError: the checkpoint records another task than the export folder's.
+        ConfigError: the checkpoint records another task than the export folder's; a
+            :class:`Detached` whose source model an export already let go.
         runtime ``ModelFolderError``: unreadable folder, or no stored reference (without
             ``checkpoint``).
         CheckpointError: unreadable checkpoint.
@@ -442,7 +443,8 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
     without it the manifest says ``verified: false`` and why.
 
     Raises:
-        ConfigError: the folder is not an fp32 export, or a bad precision.
+        ConfigError: the folder is not an fp32 export, or a bad precision; a
+            :class:`Detached` ``checkpoint`` whose source model an export already let go.
         ExportError / ParityError: as :func:`export`.
     """
     source = Path(export_dir)
@@ -464,6 +466,7 @@ def quantize_export(export_dir, output_dir, precision: str, *, keep_embeddings: 
                 checkpoint, base=base, task=manifest.task, trust_remote_code=trust_remote_code)
             reference = _reference(detached, precision, calibration_text=calibration)
             del detached  # the torch model is not needed past its reference logits
+            collect()
         for file in source.iterdir():
             if file.is_file() and file.name not in (*UNLISTED_FILES, MODEL_FILE,
                                                     MODEL_FILE + ".data"):

@@ -12,7 +12,6 @@ tracing (:func:`release_source`); once the ONNX file is written the detached wei
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import logging
 
@@ -31,10 +30,9 @@ def _malloc_trim():
     live on the heap, and ``free`` keeps those pages mapped; without a trim the freed
     weights of a small model never leave the process's RSS.
     """
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+    try:  # the symbols already loaded into this process (no ldconfig subprocess)
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to trim
         return None
 
 
@@ -54,8 +52,9 @@ def forget_rewriter_graphs() -> None:
     ``torch.onnx.export`` optimises the graph with onnxscript's rewriter, whose rules are
     module-level objects; each rule's ``SimplePatternMatcher`` keeps the last graph, node
     and tracer it matched (onnxscript 0.7.2), so the traced graph and every weight it holds
-    outlive the export (measured: 296 MiB of the robot-intent generation shadow's 189 MiB
-    file plus the program around it). The matcher sets these again at its next match.
+    outlive the export (measured on the robot-intent generation shadow: 296 MiB, its 189 MiB
+    of weights plus the program around them). The matcher sets these again at its next
+    match.
     """
     try:
         from onnxscript.rewriter._matcher import SimplePatternMatcher

@@ -59,7 +59,14 @@ class OnnxCausalLM:
         ``logits_to_keep`` > 0 returns the last k positions only; a graph with the
         ``logits_to_keep`` input then computes no others (a long probe's full logits are
         [seq, vocab] float32: 545 MB at 520 x 262,144). 0 returns every position.
+
+        Raises:
+            ValueError: ``logits_to_keep`` is negative.
+            ModelFolderError: onnxruntime cannot run the graph.
         """
+        if logits_to_keep < 0:
+            raise ValueError(f"logits_to_keep must be >= 0 (0 = every position), got "
+                             f"{logits_to_keep}")
         input_ids = np.asarray(input_ids, np.int64)
         attention_mask = np.asarray(attention_mask, np.int64)
         past = past if past is not None else self.empty_past(input_ids.shape[0])
@@ -77,9 +84,10 @@ class OnnxCausalLM:
 
     def prefill_then_decode(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                             prefill: int, *, scored_from: int = 0) -> np.ndarray:
-        """Teacher-forced logits: prefill ``prefill`` tokens, then one token per step through
-        the KV cache. Returns float32 [batch, seq - scored_from, vocab], the positions from
-        ``scored_from`` on (the prefill computes no logits before it)."""
+        """Teacher-forced logits: prefill ``prefill`` tokens (at most seq), then one token per
+        step through the KV cache. Returns float32 [batch, seq - scored_from, vocab], the
+        positions from ``scored_from`` (0 <= scored_from <= seq) on; the prefill computes no
+        logits before it."""
         prefill = min(prefill, input_ids.shape[1])
         kept = max(prefill - scored_from, 0)  # prefill positions returned
         logits, past = self.step(input_ids[:, :prefill], attention_mask[:, :prefill],

@@ -123,3 +123,9 @@ def test_the_gate_probe_computes_only_the_positions_it_scores(exports, precision
             scored = model.prefill_then_decode(ids, mask, 5, scored_from=scored_from)
             assert scored.shape == (2, 8 - scored_from, every.shape[2])
             np.testing.assert_allclose(scored, cached[:, scored_from:], rtol=0, atol=1e-5)
+        # a prefill longer than the row (a stored reference's number) is the whole row
+        longer = model.prefill_then_decode(ids, mask, 12, scored_from=3)
+        assert longer.shape == (2, 5, every.shape[2])
+        np.testing.assert_allclose(longer, every[:, 3:], rtol=0, atol=1e-4)
+        with pytest.raises(ValueError, match="logits_to_keep must be >= 0"):
+            model.step(ids, mask, logits_to_keep=-1)
