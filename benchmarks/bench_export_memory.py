@@ -91,10 +91,6 @@ def gemma_shaped(folder: Path) -> tuple[Path, Path]:
     return folder / "ckpt", folder / "base"
 
 
-def model_mib(folder: Path) -> float:
-    return sum(f.stat().st_size for f in folder.glob("model.onnx*")) / MIB
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", nargs="?", help="checkpoint folder to export")
@@ -131,11 +127,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "export"
         began = time.perf_counter()
-        export(checkpoint, out, base=base, precision=args.precision,
-               progress=lambda stage, info: sampler.enter(stage))
+        result = export(checkpoint, out, base=base, precision=args.precision,
+                        progress=lambda stage, info: sampler.enter(stage))
         seconds = time.perf_counter() - began
         sampler.enter("done")
-        size = model_mib(out)
+    size = sum(n for name, n in result.files.items() if name.startswith("model.onnx")) / MIB
     fp32 = size if args.precision == "fp32" else args.fp32_size
     stages = list(sampler.peak)
     peak = max(sampler.peak[s] for s in stages)

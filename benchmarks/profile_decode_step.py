@@ -10,8 +10,8 @@ followed by ``--new-tokens`` greedy decode steps, and prints, from onnxruntime's
 - each ``MatMul`` / ``MatMulNBits`` node's median with its weight shape [K, N] (a
   ``MatMul`` whose weight is a graph initializer; "-" otherwise), so the time can be set
   against the bytes it reads;
-- wall time per prefill and per decode step (``session.run`` with the profiler on, so a
-  little slower than ``runtime``'s own loop).
+- wall time per prefill and per decode step (``runtime.causal_lm.CausalLMRunner`` steps
+  with the profiler on, so a little slower than ``runtime``'s own loop).
 
 Usage::
 
@@ -32,36 +32,32 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-def run_rounds(session, prompt_tokens: int, new_tokens: int, rounds: int) -> tuple[float, float]:
-    """(median prefill seconds, median seconds per decode step) over ``rounds``."""
-    inputs = {i.name: i for i in session.get_inputs()}
-    past_names = [n for n in inputs if n.startswith("past_key_values.")]
-    kv_heads, head_dim = inputs[past_names[0]].shape[1], inputs[past_names[0]].shape[3]
-    outputs = [o.name for o in session.get_outputs()]
-    keep = {"logits_to_keep": np.array(1, np.int64)} if "logits_to_keep" in {
-        i.name for i in session.get_overridable_initializers()} | set(inputs) else {}
-    vocab = session.get_outputs()[0].shape[-1]
-    high = vocab if isinstance(vocab, int) else 256  # random ids any vocabulary has
+from runtime.causal_lm import CausalLMRunner
+from runtime.generation import positions_from_mask
+from runtime.manifest import read_manifest
+from runtime.session import session_options
+
+
+def run_rounds(runner: CausalLMRunner, prompt_tokens: int, new_tokens: int,
+               rounds: int) -> tuple[float, float]:
+    """(median prefill seconds, median seconds per decode step) over ``rounds``, greedy,
+    batch 1, through the runtime's own step runner (it feeds ``logits_to_keep``)."""
+    high = min(runner.vocab_size, 4000)
     prompt = np.random.default_rng(0).integers(0, high, (1, prompt_tokens), dtype=np.int64)
-
-    def step(ids, past, length):
-        n = ids.shape[1]
-        feed = {"input_ids": ids, "attention_mask": np.ones((1, length + n), np.int64),
-                "position_ids": np.arange(length, length + n, dtype=np.int64)[None], **keep}
-        feed.update(zip(past_names, past))
-        return session.run(outputs, feed)
-
     prefills, decodes = [], []
     for _ in range(rounds):
-        empty = [np.zeros((1, kv_heads, 0, head_dim), np.float32)] * len(past_names)
+        mask = np.ones_like(prompt)
         start = time.perf_counter()
-        out = step(prompt, empty, 0)
+        logits, cache = runner.step(prompt, mask, positions_from_mask(mask), runner.empty_cache(1))
         prefills.append(time.perf_counter() - start)
         start = time.perf_counter()
-        for t in range(new_tokens):
-            token = np.array([[int(out[0][0, -1].argmax())]], np.int64)
-            out = step(token, out[1:], prompt_tokens + t)
+        for _ in range(new_tokens):
+            token = logits.argmax(-1)[:, None].astype(np.int64)
+            mask = np.ones((1, cache.length + 1), np.int64)
+            logits, cache = runner.step(token, mask, np.array([[cache.length]]), cache)
         decodes.append((time.perf_counter() - start) / new_tokens)
     return float(np.median(prefills)), float(np.median(decodes))
 
@@ -75,14 +71,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     model_path = args.folder / "model.onnx"
     with tempfile.TemporaryDirectory() as scratch:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = session_options(threads=1)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(scratch) / "profile")
         session = ort.InferenceSession(str(model_path), options,
                                        providers=["CPUExecutionProvider"])
-        prefill, decode = run_rounds(session, args.prompt_tokens, args.new_tokens,
+        runner = CausalLMRunner(session, read_manifest(args.folder))
+        prefill, decode = run_rounds(runner, args.prompt_tokens, args.new_tokens,
                                      args.commands)
         events = json.loads(Path(session.end_profiling()).read_text())
     calls = collections.defaultdict(list)

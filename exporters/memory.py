@@ -54,7 +54,8 @@ def forget_rewriter_graphs() -> None:
     and tracer it matched (onnxscript 0.7.2), so the traced graph and every weight it holds
     outlive the export (measured on the robot-intent generation shadow: 296 MiB, its 189 MiB
     of weights plus the program around them). The matcher sets these again at its next
-    match.
+    match. The graph's reference cycles are freed by the next :func:`collect` (``export``
+    runs one in :func:`release_weights`) or by Python's own collector.
     """
     try:
         from onnxscript.rewriter._matcher import SimplePatternMatcher
@@ -69,7 +70,6 @@ def forget_rewriter_graphs() -> None:
             for name in ("_graph", "_current_node", "_tracer", "_match"):
                 if name in vars(found):
                     setattr(found, name, None)
-    collect()
 
 
 def release_source(loaded: Loaded) -> None:
